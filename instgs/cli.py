@@ -4,6 +4,8 @@
     instgs train [--preset NAME] ... fit a Semantic-Scaffold-GS scene
     instgs masks ...                 SAM / Felzenszwalb masks + CLIP features (LangSplat layout)
     instgs segment RUN ...           bottom-up 3D instances
+    instgs language RUN              CLIP feature per instance
+    instgs query RUN "text"          rank instances by a text query
     instgs eval scannet ...          ScanNet instance / text-query evaluation
 
 Each subcommand is a dataclass parsed by tyro. Subcommands are imported lazily so that
@@ -27,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "SAM (or Felzenszwalb) masks and per-mask CLIP features, resumable"),
     "segment": ("instgs.segment.cli", "SegmentCommand",
                 "Group anchors into 3D instances (FPS seeds + voxel-adjacency graph)"),
+    "language": ("instgs.language.cli", "LanguageCommand",
+                 "Attach a CLIP feature to every instance (2D-3D mask association)"),
+    "query": ("instgs.language.cli", "QueryCommand", "Find instances by free text"),
     "eval": ("instgs.eval.cli", "EvalCommand", "Evaluate a run (ScanNet protocols)"),
     "make-scene": ("instgs.data.synthetic", "SyntheticSceneConfig",
                    "Write the procedural synthetic scene (images, masks, GT) to a folder"),

@@ -34,7 +34,8 @@ from instgs.train.config import TrainConfig
 from instgs.train.densify import AnchorStats, grow_anchors, prune_anchors
 from instgs.train.losses import instance_feature_losses, photometric_loss, psnr, ssim
 
-__all__ = ["Stage", "STAGES", "stage_at", "expon_lr", "build_optimizer", "Trainer", "train"]
+__all__ = ["Stage", "STAGES", "stage_at", "expon_lr", "build_optimizer", "Trainer", "train",
+           "load_run", "config_from_dict", "LoadedRun"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,16 @@ def _random_points(cameras: Cameras, n: int, seed: int) -> Tensor:
     return (focus + d * r).float()
 
 
+def appearance_index(scene) -> dict[int, int]:
+    """View index -> appearance-embedding row: training views use their own row (in
+    ``train_ids`` order); held-out views borrow the nearest training camera's row."""
+    app = {i: k for k, i in enumerate(scene.train_ids)}
+    centers = scene.cameras.centers
+    for i in scene.test_ids:
+        app[i] = int((centers[scene.train_ids] - centers[i]).norm(dim=-1).argmin())
+    return app
+
+
 class Trainer:
     """Semantic-Scaffold-GS trainer (appearance + progressive instance features).
 
@@ -170,12 +181,7 @@ class Trainer:
         self.cams = self.scene.cameras.to(self.device)
         self.train_ids = list(self.scene.train_ids)
         self.test_ids = list(self.scene.test_ids)
-        # appearance embedding index per training image; test views borrow the nearest one
-        self.app_index = {i: k for k, i in enumerate(self.train_ids)}
-        centers = self.scene.cameras.centers
-        for i in self.test_ids:
-            d = (centers[self.train_ids] - centers[i]).norm(dim=-1)
-            self.app_index[i] = int(d.argmin())
+        self.app_index = appearance_index(self.scene)
         self.images = self._load_images(self.train_ids + self.test_ids)
         self.masks = self._load_masks()
         self.semantics = self.masks is not None
@@ -296,7 +302,7 @@ class Trainer:
         gt = self.images[i].to(self.device).float() / 255.0
         rgb = out.rgb[0]
         loss = photometric_loss(rgb, gt, cfg.loss.lambda_dssim)
-        logs = {"l_rgb": float(loss)}
+        logs = {"l_rgb": float(loss.detach())}
         if cfg.loss.lambda_scale_reg > 0 and len(ng.gaussians):
             loss = loss + cfg.loss.lambda_scale_reg * ng.gaussians.scales.prod(dim=1).mean()
         if stage.semantic and fout is not None:
@@ -452,3 +458,86 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.device == "auto" and torch.cuda.is_available() is False and cfg.backend == "gsplat":
         warnings.warn("backend=gsplat needs CUDA; no CUDA device found", stacklevel=2)
     return Trainer(cfg).train()
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """Rebuild a :class:`TrainConfig` from ``config.json`` (plain data).
+
+    Raises:
+        InputError: on keys the current TrainConfig does not know (a config from another
+            instgs version) — nothing is silently dropped.
+    """
+
+    def build(cls, data: dict):
+        kw = {}
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(names)
+        if unknown:
+            raise InputError(f"unknown config keys {sorted(unknown)} for {cls.__name__}", None,
+                             "use the instgs version that wrote this run")
+        for k, v in data.items():
+            sub = getattr(cls, "__dataclass_fields__")[k].default_factory  # type: ignore
+            if isinstance(v, dict) and sub is not dataclasses.MISSING:
+                kw[k] = build(sub, v)
+            elif k in ("data", "run_dir") and v is not None:
+                kw[k] = Path(v)
+            else:
+                kw[k] = v
+        return cls(**kw)
+
+    return build(TrainConfig, d)
+
+
+@dataclass
+class LoadedRun:
+    """A finished (or checkpointed) training run.
+
+    Attributes:
+        run_dir: the run folder. cfg: its TrainConfig. scene: the scene it was trained on.
+        model: the Scaffold model (eval mode). ckpt: the raw checkpoint dict.
+        app_index: view index -> appearance-embedding index (test views: nearest train view).
+    """
+
+    run_dir: Path
+    cfg: TrainConfig
+    scene: object
+    model: ScaffoldModel
+    ckpt: dict
+    app_index: dict
+
+    def decode(self, i: int):
+        """Neural Gaussians of view ``i`` (see :meth:`ScaffoldModel.decode`)."""
+        cam = self.scene.cameras[i].to(self.model.anchors.device)
+        return self.model.decode(cam.viewmats[0], cam.Ks[0], cam.width, cam.height,
+                                 image_id=self.app_index[i])
+
+
+def load_run(run_dir: str | Path, device: str = "cpu", data: str | Path | None = None
+             ) -> LoadedRun:
+    """Load ``run_dir/config.json`` + ``ckpt/latest.pt`` and re-read the scene.
+
+    Args:
+        run_dir: a run written by ``instgs train``.
+        device: where to put the model.
+        data: override the scene folder (when the data moved since training).
+
+    Raises:
+        InputError: missing config or checkpoint (names the file and the fix).
+    """
+    from instgs.core.artifacts import read_json
+    from instgs.data import read_scene
+
+    run_dir = Path(run_dir)
+    cfg = config_from_dict(read_json(run_dir / "config.json"))
+    if data is not None:
+        cfg = dataclasses.replace(cfg, data=Path(data))
+    ckpt_path = run_dir / "ckpt" / "latest.pt"
+    if not ckpt_path.is_file():
+        raise InputError("no checkpoint in this run", ckpt_path,
+                         f"train first: instgs train --data {cfg.data} --run-dir {run_dir}")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    model = ScaffoldModel.from_checkpoint(ckpt["model"]).to(device).eval()
+    scene = read_scene(cfg.data, format=cfg.format, downscale=cfg.downscale,
+                       images_dir=cfg.images_dir, test_every=cfg.test_every,
+                       max_images=cfg.max_images)
+    return LoadedRun(run_dir, cfg, scene, model, ckpt, appearance_index(scene))

@@ -1,0 +1,119 @@
+"""``instgs segment RUN``: bottom-up 3D instances from a trained run's anchors."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import tyro
+
+from instgs.core.artifacts import config_to_dict, update_manifest
+from instgs.core.checks import InputError
+
+from .labels import INSTANCES_FILE, expand_to_gaussians, save_instances
+from .pipeline import SegmentConfig, check_instance_features, segment_anchors
+
+__all__ = ["SegmentCommand", "load_checkpoint_anchors"]
+
+CKPT = Path("ckpt") / "latest.pt"
+
+
+def load_checkpoint_anchors(run_dir: str | Path) -> dict[str, Any]:
+    """Read the plain fields the segment stage needs from ``RUN/ckpt/latest.pt``.
+
+    Returns:
+        dict with ``anchors`` [N, 3] float32 numpy, ``ins_feat`` [N, F] float32 or None,
+        ``n_offsets`` int, ``anchor_valid`` [N] bool or None.
+
+    Raises:
+        InputError: missing/unreadable checkpoint or missing keys.
+    """
+    import torch
+
+    path = Path(run_dir) / CKPT
+    if not path.is_file():
+        raise InputError("no checkpoint found", path, "train the run first (`instgs train`)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # The run's own checkpoint; it may hold plain Python objects the safe loader refuses.
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise InputError(f"cannot read checkpoint ({e})", path, "retrain or restore it") from e
+    if not isinstance(ckpt, dict) or "anchors" not in ckpt or "n_offsets" not in ckpt:
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise InputError(f"checkpoint lacks 'anchors'/'n_offsets' (has {keys})", path,
+                         "write it with the current `instgs train`")
+
+    def arr(v):
+        return None if v is None else (v.detach().cpu().numpy() if hasattr(v, "detach")
+                                       else np.asarray(v))
+
+    out = {"anchors": arr(ckpt["anchors"]).astype(np.float32),
+           "ins_feat": arr(ckpt.get("ins_feat")),
+           "n_offsets": int(ckpt["n_offsets"]),
+           "anchor_valid": arr(ckpt.get("anchor_valid"))}
+    if out["anchors"].ndim != 2 or out["anchors"].shape[1] != 3:
+        raise InputError(f"anchors must be [N, 3], got {out['anchors'].shape}", path)
+    if out["anchor_valid"] is not None:
+        out["anchor_valid"] = out["anchor_valid"].astype(bool).reshape(-1)
+    return out
+
+
+@dataclass
+class SegmentCommand:
+    """Group a trained run's anchors into class-agnostic 3D instances (InstanceGaussian §3.3)
+    and write RUN/instances.npz (anchor_labels, gaussian_labels, cluster_feats)."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
+    """Run folder holding ckpt/latest.pt."""
+    config: Annotated[SegmentConfig, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=SegmentConfig)
+    """Segmentation settings."""
+    overwrite: bool = True
+    """Replace an existing RUN/instances.npz (--no-overwrite refuses)."""
+
+    def segment(self):
+        """Load, segment, expand and save; returns (path, SegmentResult, n_offsets)."""
+        ck = load_checkpoint_anchors(self.run_dir)
+        ckpt_path = Path(self.run_dir) / CKPT
+        feats = check_instance_features(ck["ins_feat"], ck["anchors"].shape[0], ckpt_path)
+        res = segment_anchors(ck["anchors"], feats, self.config, valid_mask=ck["anchor_valid"])
+        gauss = expand_to_gaussians(res.anchor_labels, ck["n_offsets"])
+        meta = {"config": config_to_dict(self.config), "timings": res.timings,
+                "num_anchors": int(len(res.anchor_labels)), "n_offsets": ck["n_offsets"],
+                "num_subobjects": res.num_subobjects, "num_instances": res.num_instances,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        path = save_instances(self.run_dir, res.anchor_labels, gauss, res.cluster_feats, meta)
+        return path, res, ck["n_offsets"]
+
+    def run(self) -> Path:
+        """Segment the run and write ``RUN/instances.npz``; print a summary; return the path.
+
+        Raises:
+            InputError: no checkpoint, appearance-only run (no instance features), or
+                instances exist and ``--no-overwrite``.
+        """
+        out = Path(self.run_dir) / INSTANCES_FILE
+        if out.exists() and not self.overwrite:
+            raise InputError("instances already exist", out, "pass --overwrite to replace them")
+        path, res, n_off = self.segment()
+        sizes = np.bincount(res.anchor_labels[res.anchor_labels >= 0])
+        print(f"instgs segment: {len(res.anchor_labels)} anchors -> {res.num_subobjects} "
+              f"sub-objects -> {res.num_instances} instances ({self.config.method})")
+        if len(sizes):
+            print(f"  instance sizes (anchors): max {sizes.max()}, "
+                  f"median {int(np.median(sizes))}, min {sizes.min()}")
+        print("  stage timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items()))
+        print(f"  wrote {path} (anchor_labels [{len(res.anchor_labels)}], gaussian_labels "
+              f"[{len(res.anchor_labels) * n_off}], "
+              f"cluster_feats {tuple(res.cluster_feats.shape)})")
+        update_manifest(self.run_dir, "segment", num_instances=res.num_instances,
+                        timings=res.timings, config=self.config)
+        sys.stdout.flush()
+        return path

@@ -1,0 +1,244 @@
+"""``segment_anchors``: per-anchor instance features -> one instance id per anchor.
+
+Stages (InstanceGaussian §3.3; released ``train_scannet.py::post_training_processing``,
+``reference-implementations.md`` §1.4):
+
+1. ``seed``:    FPS seeds (k = 1000) on ``[normalize(ins_feat), normalize(PE(xyz))]``.
+2. ``assign``:  nearest seed for every anchor (released) or k-means from the seeds (paper).
+3. ``refine``:  sub-object features: the optional ``refine_fn`` callback (the render-supervised
+   codebook of the released code, supplied by the trainer) or the mean normalised
+   instance feature of each sub-object.
+4. ``merge``:   graph with edges where the [0,1]-mapped feature distance < 0.15 AND the
+   sub-objects touch at 0.1 m voxels (sub-objects < 10 anchors get no edges);
+   connected components (``method="graph"``), or HDBSCAN on the anchors (``"hdbscan"``).
+5. ``cleanup``: instances < 5 anchors and invalid anchors take the label of the nearest
+   valid anchor (stands in for the released MLP smoothing); ids compacted, biggest first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+from instgs.core.checks import InputError, check_finite
+
+from .hdbscan import hdbscan_baseline
+from .merge import merge_clusters, reassign_small_clusters, relabel_by_size, voxel_adjacency
+from .seeds import assign_to_seeds, fps, seed_points
+
+__all__ = ["SegmentConfig", "SegmentResult", "segment_anchors", "cluster_means",
+           "check_instance_features"]
+
+log = logging.getLogger(__name__)
+
+RefineFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Bottom-up instantiation settings (defaults = released InstanceGaussian, ScanNet)."""
+
+    method: Literal["graph", "hdbscan"] = "graph"
+    """'graph': FPS over-segmentation + feature/voxel graph merge (the paper); 'hdbscan': the
+    Tab. 13 baseline on the same features."""
+    num_seeds: int = 1000
+    """Farthest-point seeds = number of sub-objects (InstanceGaussian uses 1000)."""
+    seed_pool: int = 200_000
+    """FPS runs on the first this-many valid anchors (released ScanNet: 200k); all anchors
+    are then assigned."""
+    pe_freqs: int = 8
+    """Frequencies of the positional encoding of anchor positions."""
+    pe_dims: Literal["xy", "xyz"] = "xy"
+    """Encoded axes: released code encodes x and y only; 'xyz' adds z."""
+    pe_weight: float = 1.0
+    """Weight of the unit-norm positional part against the unit-norm feature part."""
+    assign: Literal["nearest", "kmeans"] = "nearest"
+    """'nearest': one nearest-seed assignment (released); 'kmeans': Lloyd iterations (paper)."""
+    kmeans_iters: int = 10
+    """k-means iterations when assign='kmeans'."""
+    merge_feat_threshold: float = 0.15
+    """Max L2 distance between [0,1]-mapped normalised sub-object features for an edge
+    (0.15 ScanNet, 0.1 LeRF)."""
+    merge_feature_space: Literal["released", "raw"] = "released"
+    """'released': compare (normalize(f)+1)/2; 'raw': compare the features as given."""
+    merge_voxel_size: float = 0.10
+    """Voxel edge in metres for the adjacency test between sub-objects."""
+    merge_connectivity: Literal[6, 26] = 6
+    """Voxel neighbourhood: 6 = Manhattan <= 1 (released), 26 = Chebyshev <= 1."""
+    min_cluster_size_edges: int = 10
+    """Sub-objects with fewer anchors never get merge edges (released: 10)."""
+    min_cluster_size_valid: int = 5
+    """Final instances with fewer anchors are dissolved into their neighbours (released: 5)."""
+    hdbscan_min_cluster_size: int = 50
+    """HDBSCAN baseline: smallest cluster (anchors)."""
+    hdbscan_min_samples: int = 10
+    """HDBSCAN baseline: core-distance neighbourhood."""
+    hdbscan_pos_weight: float = 0.5
+    """HDBSCAN baseline: metres -> feature units for the position columns."""
+
+
+@dataclass
+class SegmentResult:
+    """Output of :func:`segment_anchors`.
+
+    Attributes:
+        anchor_labels: [N] int64 instance id per anchor in [0, K), biggest instance first.
+        num_instances: K.
+        cluster_feats: [K, F] float32, mean L2-normalised instance feature per instance.
+        subobject_labels: [N] int64 over-segmentation id per anchor (-1 = invalid anchor);
+            all -1 for the HDBSCAN method.
+        num_subobjects: number of sub-objects (seeds) used.
+        timings: seconds per stage (seed, assign, refine, merge, cleanup, total).
+    """
+
+    anchor_labels: np.ndarray
+    num_instances: int
+    cluster_feats: np.ndarray
+    subobject_labels: np.ndarray
+    num_subobjects: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def check_instance_features(ins_feat, n: int | None = None, path=None) -> np.ndarray:
+    """Validate per-anchor instance features; appearance-only runs get a clear error.
+
+    Args:
+        ins_feat: [N, F] float or None.
+        n: expected N.
+        path: file the features came from, for the message.
+
+    Returns:
+        [N, F] float32 numpy array.
+
+    Raises:
+        InputError: None (appearance-only run), wrong shape, NaN/Inf, or all rows equal
+            (features never trained: nothing to segment).
+    """
+    fix = ("train with instance features (the instance_features stage) before running "
+           "`instgs segment`")
+    if ins_feat is None:
+        raise InputError("this run has no instance features (appearance-only training); "
+                         "segmentation needs per-anchor instance features", path, fix)
+    f = ins_feat.detach().cpu().numpy() if isinstance(ins_feat, torch.Tensor) \
+        else np.asarray(ins_feat)
+    if f.ndim != 2 or (n is not None and f.shape[0] != n) or f.shape[1] < 1:
+        raise InputError(f"instance features must be [N, F] with N={n}, got {f.shape}", path)
+    check_finite("instance features", torch.from_numpy(np.ascontiguousarray(f, np.float32)),
+                 path)
+    if f.shape[0] > 1 and np.ptp(f, axis=0).max() <= 1e-8:
+        raise InputError("all anchors have the same instance feature (untrained or "
+                         "appearance-only run); there is nothing to segment", path, fix)
+    return f.astype(np.float32)
+
+
+def cluster_means(labels: np.ndarray, feats: np.ndarray, num: int) -> np.ndarray:
+    """Mean L2-normalised feature per cluster. labels [N] in [0, num) (negatives ignored).
+
+    Returns:
+        [num, F] float32 (zero rows for empty clusters).
+    """
+    f = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+    ok = labels >= 0
+    sums = np.zeros((num, f.shape[1]))
+    np.add.at(sums, labels[ok], f[ok])
+    cnt = np.bincount(labels[ok], minlength=num)[:, None]
+    return (sums / np.maximum(cnt, 1)).astype(np.float32)
+
+
+def _tick(timings: dict, key: str, t0: float) -> float:
+    t = time.perf_counter()
+    timings[key] = t - t0
+    log.info("segment: %s %.3f s", key, t - t0)
+    return t
+
+
+def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig = SegmentConfig(),
+                    valid_mask=None, refine_fn: RefineFn | None = None) -> SegmentResult:
+    """Bottom-up class-agnostic instances from per-anchor positions and instance features.
+
+    Args:
+        anchor_xyz: [N, 3] float, metres (tensor or array).
+        ins_feat: [N, F] float instance features; None for an appearance-only run (error).
+        cfg: :class:`SegmentConfig`.
+        valid_mask: [N] bool; False anchors (never seen by a mask in the released code) are
+            left out of seeding and merging and take the label of the nearest valid anchor.
+        refine_fn: optional ``refine_fn(subobject_labels [N] int64 (-1 = invalid),
+            ins_feat [N, F] float32) -> [S, F]`` returning one feature per sub-object (the
+            render-supervised codebook of the released code); default: mean normalised
+            feature per sub-object.
+
+    Returns:
+        :class:`SegmentResult`.
+
+    Raises:
+        InputError: missing/constant/non-finite features, shape mismatch, no valid anchor,
+            or an unknown method.
+
+    References:
+        Li et al., InstanceGaussian, CVPR 2025, §3.3 and Alg. 1; supplementary Tab. 13.
+    """
+    t_start = t = time.perf_counter()
+    timings: dict[str, float] = {}
+    xyz = anchor_xyz.detach().cpu().numpy() if isinstance(anchor_xyz, torch.Tensor) \
+        else np.asarray(anchor_xyz)
+    xyz = xyz.astype(np.float32)
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise InputError(f"anchor positions must be [N, 3], got {xyz.shape}")
+    n = xyz.shape[0]
+    feats = check_instance_features(ins_feat, n)
+    valid = np.ones(n, bool) if valid_mask is None else np.asarray(valid_mask, bool).reshape(-1)
+    if valid.shape != (n,):
+        raise InputError(f"valid_mask must be [N={n}], got {valid.shape}")
+    if not valid.any():
+        raise InputError("no valid anchor to segment (valid_mask is all False)")
+    if cfg.method not in ("graph", "hdbscan"):
+        raise InputError(f"unknown segmentation method {cfg.method!r}; choose graph or hdbscan")
+    vidx = np.flatnonzero(valid)
+    xyz_v, f_v = xyz[vidx], feats[vidx]
+
+    sub = np.full(n, -1, np.int64)
+    num_sub = 0
+    if cfg.method == "hdbscan":
+        lab_v = hdbscan_baseline(xyz_v, f_v, cfg.hdbscan_min_cluster_size,
+                                 cfg.hdbscan_min_samples, cfg.hdbscan_pos_weight)
+        t = _tick(timings, "hdbscan", t)
+    else:
+        dims = (0, 1) if cfg.pe_dims == "xy" else (0, 1, 2)
+        pts = seed_points(torch.from_numpy(xyz_v), torch.from_numpy(f_v), cfg.pe_freqs, dims,
+                          cfg.pe_weight)
+        seeds = fps(pts[: cfg.seed_pool], cfg.num_seeds)
+        t = _tick(timings, "seed", t)
+        lab_v = assign_to_seeds(pts, seeds, cfg.assign, cfg.kmeans_iters).numpy()
+        num_sub = len(seeds)
+        sub[vidx] = lab_v
+        t = _tick(timings, "assign", t)
+        if refine_fn is not None:
+            sub_feats = np.asarray(refine_fn(sub.copy(), feats), np.float32)
+            if sub_feats.shape != (num_sub, feats.shape[1]):
+                raise InputError(f"refine_fn returned {sub_feats.shape}, expected "
+                                 f"({num_sub}, {feats.shape[1]})")
+        else:
+            sub_feats = cluster_means(lab_v, f_v, num_sub)
+        t = _tick(timings, "refine", t)
+        adj = voxel_adjacency(xyz_v, lab_v, cfg.merge_voxel_size, num_sub,
+                              cfg.merge_connectivity)
+        sizes = np.bincount(lab_v, minlength=num_sub)
+        comp = merge_clusters(sub_feats, adj, sizes, cfg.merge_feat_threshold,
+                              cfg.min_cluster_size_edges, cfg.merge_feature_space)
+        lab_v = comp[lab_v]
+        t = _tick(timings, "merge", t)
+
+    labels = np.full(n, -1, np.int64)
+    labels[vidx] = lab_v
+    labels = reassign_small_clusters(xyz, labels, cfg.min_cluster_size_valid)
+    labels, k = relabel_by_size(labels)
+    cfeats = cluster_means(labels, feats, k)
+    t = _tick(timings, "cleanup", t)
+    timings["total"] = t - t_start
+    return SegmentResult(anchor_labels=labels, num_instances=k, cluster_feats=cfeats,
+                         subobject_labels=sub, num_subobjects=num_sub, timings=timings)
