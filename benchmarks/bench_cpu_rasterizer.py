@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -68,11 +69,12 @@ def time_cpu(gs, cams, feats, iters: int, warmup: int) -> tuple[float, list[floa
 
     g, f, params = _leaf_inputs(gs, feats)
     target = torch.rand(1, cams.height, cams.width, 3)
-    times, fwd = [], []
+    times, fwd, cpu = [], [], []
     stats = {}
     for it in range(warmup + iters):
         for p in params + [f]:
             p.grad = None
+        c0 = time.process_time()
         t0 = time.perf_counter()
         out = render(g, cams, features=f, backend="cpu")
         t1 = time.perf_counter()
@@ -83,10 +85,15 @@ def time_cpu(gs, cams, feats, iters: int, warmup: int) -> tuple[float, list[floa
         if it >= warmup:
             times.append(t2 - t0)
             fwd.append(t1 - t0)
+            cpu.append(time.process_time() - c0)
         stats = {"visible": int((out.radii > 0).sum()),
                  "mean_radius_px": float(out.radii[out.radii > 0].float().mean()),
                  "mean_alpha": float(out.alpha.detach().mean())}
     stats["forward_median_s"] = statistics.median(fwd)
+    stats["min_s"] = min(times)
+    # CPU seconds of all threads per iteration: on an idle machine the wall time is about
+    # this divided by the thread count; on a shared one the wall time also holds waiting.
+    stats["process_cpu_median_s"] = statistics.median(cpu)
     return statistics.median(times), times, stats
 
 
@@ -140,12 +147,15 @@ def main() -> None:
     med, times, stats = time_cpu(gs, cams, feats, args.iters, args.warmup)
     result = {
         "gaussians": args.gaussians, "width": args.width, "height": args.height,
-        "threads": args.threads, "torch": torch.__version__, "machine": platform.processor()
+        "threads": args.threads, "torch": torch.__version__,
+        "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(), "machine": platform.processor()
         or platform.machine(), "cpu_median_s": med, "cpu_times_s": times, **stats,
     }
-    print(f"cpu backend: {med:.4f} s/iter forward+backward (median of {args.iters}; "
-          f"forward {stats['forward_median_s']:.4f} s), {stats['visible']} visible Gaussians, "
-          f"mean 3-sigma radius {stats['mean_radius_px']:.1f} px, {args.threads} threads")
+    print(f"cpu backend: {med:.4f} s/iter forward+backward (median of {args.iters}, min "
+          f"{stats['min_s']:.4f}; forward {stats['forward_median_s']:.4f} s; process CPU "
+          f"{stats['process_cpu_median_s']:.4f} s/iter), {stats['visible']} visible Gaussians, "
+          f"mean 3-sigma radius {stats['mean_radius_px']:.1f} px, {args.threads} threads, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if not args.skip_reference:
         ref = time_reference(gs, cams, feats, args.ref_pixels)
         result["torch_reference"] = ref

@@ -98,6 +98,10 @@ inline v8f vexp(v8f x) {
   return y * (v8f)e;
 }
 
+// float -> int for pixel bounds, saturating (a Gaussian touching the near plane can have a
+// box of 1e9 px; a plain cast of that is undefined).
+inline int to_px(float x) { return (int)std::max(-1.0e7f, std::min(1.0e7f, x)); }
+
 // One projected Gaussian, packed for the tile loops (32 bytes).
 struct Splat {
   float mx, my, a, b, c, o, ex, ey;
@@ -145,8 +149,8 @@ struct Geometry {
 inline bool local_box(const Splat& s, int x0, int y0, int W, int H, int& r0, int& r1,
                       int& h0, int& h1) {
   const float ex = s.ex + BOX_MARGIN, ey = s.ey + BOX_MARGIN;
-  int u0 = (int)std::ceil(s.mx - ex - 0.5f), u1 = (int)std::floor(s.mx + ex - 0.5f);
-  int v0 = (int)std::ceil(s.my - ey - 0.5f), v1 = (int)std::floor(s.my + ey - 0.5f);
+  int u0 = to_px(std::ceil(s.mx - ex - 0.5f)), u1 = to_px(std::floor(s.mx + ex - 0.5f));
+  int v0 = to_px(std::ceil(s.my - ey - 0.5f)), v1 = to_px(std::floor(s.my + ey - 0.5f));
   u0 = std::max(u0, x0);
   u1 = std::min(u1, std::min(x0 + TILE, W) - 1);
   v0 = std::max(v0, y0);
@@ -176,7 +180,7 @@ inline bool row_halves(const Splat& s, const RowGeom& q, float py, int x0, int W
   if (slack < -1e-4f * (1.f + s.L)) return false;
   const float hw = std::sqrt(std::max(0.f, 2.f * slack * q.inv_a)) + BOX_MARGIN;
   const float xc = s.mx + s.b * dy * q.inv_a;  // pixel-space centre of the interval
-  int u0 = (int)std::ceil(xc - hw - 0.5f), u1 = (int)std::floor(xc + hw - 0.5f);
+  int u0 = to_px(std::ceil(xc - hw - 0.5f)), u1 = to_px(std::floor(xc + hw - 0.5f));
   u0 = std::max(u0, x0);
   u1 = std::min(u1, std::min(x0 + TILE, W) - 1);
   if (u0 > u1) return false;
@@ -223,10 +227,10 @@ void bin_tiles(const Geometry& g, const std::vector<Splat>& splats, const float*
       for (size_t k = 0; k < order.size(); ++k) {
         const Splat& s = sp[order[k]];
         const float ex = s.ex + BOX_MARGIN, ey = s.ey + BOX_MARGIN;
-        int u0 = std::max(0, (int)std::ceil(s.mx - ex - 0.5f));
-        int u1 = std::min((int)g.W - 1, (int)std::floor(s.mx + ex - 0.5f));
-        int v0 = std::max(0, (int)std::ceil(s.my - ey - 0.5f));
-        int v1 = std::min((int)g.H - 1, (int)std::floor(s.my + ey - 0.5f));
+        int u0 = std::max(0, to_px(std::ceil(s.mx - ex - 0.5f)));
+        int u1 = std::min((int)g.W - 1, to_px(std::floor(s.mx + ex - 0.5f)));
+        int v0 = std::max(0, to_px(std::ceil(s.my - ey - 0.5f)));
+        int v1 = std::min((int)g.H - 1, to_px(std::floor(s.my + ey - 0.5f)));
         int32_t* r = rect.data() + 4 * k;
         if (u0 > u1 || v0 > v1) {
           r[0] = 0; r[1] = -1; r[2] = 0; r[3] = -1;

@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import tyro
@@ -77,15 +77,38 @@ class SegmentCommand:
     """Segmentation settings."""
     overwrite: bool = True
     """Replace an existing RUN/instances.npz (--no-overwrite refuses)."""
+    valid: Literal["observed", "all"] = "observed"
+    """Anchors that seed and merge: ``observed`` = top contributor of a masked pixel in some
+    training view (released ``get_well_optimized_pc``; needs the scene's masks and renders
+    every training view once), ``all`` = every anchor. The others take the label of the
+    nearest valid anchor."""
+    refine_iters: int = 0
+    """Render-supervised codebook refinement steps (released: 10000; 0 = mean features)."""
 
     def segment(self):
         """Load, segment, expand and save; returns (path, SegmentResult, n_offsets)."""
         ck = load_checkpoint_anchors(self.run_dir)
         ckpt_path = Path(self.run_dir) / CKPT
         feats = check_instance_features(ck["ins_feat"], ck["anchors"].shape[0], ckpt_path)
-        res = segment_anchors(ck["anchors"], feats, self.config, valid_mask=ck["anchor_valid"])
+        valid_mask, refine_fn, t0 = ck["anchor_valid"], None, time.perf_counter()
+        if self.valid == "observed" or self.refine_iters > 0:
+            from instgs.train.trainer import load_run
+
+            from .render_support import codebook_refine_fn, observed_anchors
+
+            loaded = load_run(self.run_dir)
+            if self.valid == "observed":
+                seen = observed_anchors(loaded)
+                valid_mask = seen if valid_mask is None else (valid_mask & seen)
+                print(f"  observed anchors: {int(seen.sum())} / {len(seen)} "
+                      f"({time.perf_counter() - t0:.1f}s)")
+            if self.refine_iters > 0:
+                refine_fn = codebook_refine_fn(loaded, self.refine_iters)
+        res = segment_anchors(ck["anchors"], feats, self.config, valid_mask=valid_mask,
+                              refine_fn=refine_fn)
         gauss = expand_to_gaussians(res.anchor_labels, ck["n_offsets"])
         meta = {"config": config_to_dict(self.config), "timings": res.timings,
+                "valid": self.valid, "refine_iters": self.refine_iters,
                 "num_anchors": int(len(res.anchor_labels)), "n_offsets": ck["n_offsets"],
                 "num_subobjects": res.num_subobjects, "num_instances": res.num_instances,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -311,8 +311,8 @@ class Trainer:
                                           stage.name, mapped=cfg.render_mapped_features)
             loss = loss + cfg.loss.lambda_separation * sem["separation"] \
                 + cfg.loss.lambda_cohesion * sem["cohesion"]
-            logs["l_sep"] = float(sem["separation"])
-            logs["l_coh"] = float(sem["cohesion"])
+            logs["l_sep"] = float(sem["separation"].detach())
+            logs["l_coh"] = float(sem["cohesion"].detach())
         means2d = out.means2d
         track = self.densify_on and self.step >= cfg.scale(cfg.densify.start_stat) \
             and self.step <= cfg.scale(cfg.densify.update_until) and means2d.requires_grad

@@ -271,3 +271,23 @@ def test_predict_untrained_model_is_well_formed():
     for p in pred.instances:
         assert p.mask.shape == (sc.num_points,) and p.mask.sum() >= cfg.scaled_min_points
         assert p.label not in cfg.background_classes and 0 < p.score <= 1
+
+
+@pytest.mark.parametrize("backprop", [True, False])
+def test_intra_backprop_switch_controls_backbone_gradient(backprop):
+    sc = synthetic_scene()
+    cfg = tiny_cfg(sc)
+    cfg.intra_backprop = backprop
+    cfg.loss_weights = (0.0, 0.0, 1.0, 1.0)
+    model = HAIS(cfg)
+    coord, inst = torch.as_tensor(sc.coord), torch.as_tensor(sc.instance)
+    model.semantic_head = _Fixed(10.0 * torch.nn.functional.one_hot(
+        torch.as_tensor(sc.semantic), 20).float())
+    model.offset_head = _Fixed(L.instance_centers(coord, inst) - coord)
+    # progress between prepare_fraction and mask_iou_fraction: IoU of the raw proposals
+    loss, logs = model.loss(collate_scenes([sc], cfg), progress=0.3)
+    assert logs["proposals"] == 4 and logs["mean_iou"] == pytest.approx(1.0)
+    loss.backward()
+    g = model.backbone.input_conv.weight.grad
+    assert (g is not None and g.abs().sum() > 0) == backprop
+    assert model.intra.score_head.weight.grad.abs().sum() > 0

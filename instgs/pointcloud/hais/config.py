@@ -101,6 +101,10 @@ class HAISConfig:
     """Residual blocks per level of the proposal UNet (code: 2)."""
     max_proposals: int = 200
     """Largest proposals kept per training batch (code ``max_proposal_num``)."""
+    intra_backprop: bool = True
+    """Let L_mask / L_score gradients flow into the backbone (paper: end-to-end, True). False
+    detaches the point features fed to the intra-instance network (a CPU-overfit choice:
+    the backbone then learns only from L_seg + L_shift)."""
     mask_filter_threshold: float = 0.5
     """Points with sigmoid(mask) < this are zeroed before the score max-pool (code)."""
 

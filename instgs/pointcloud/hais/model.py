@@ -284,7 +284,8 @@ class HAIS(nn.Module):
             props = self.make_proposals(batch, sem_pred, out["offsets"])
             logs["proposals"] = float(props.num)
             if props.num > 0:
-                mask_logits, score_logits = self.intra(out["point_feats"], batch.coord, props,
+                pf = out["point_feats"] if cfg.intra_backprop else out["point_feats"].detach()
+                mask_logits, score_logits = self.intra(pf, batch.coord, props,
                                                        mask_filter=use_mask)
                 keep = (torch.sigmoid(mask_logits.detach()) > 0.5) if use_mask else None
                 iou = L.proposal_gt_iou(props.point_idx, props.proposal_id, props.num,

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from instgs.cli import main
+from instgs.core.checks import InputError
+from instgs.train.config import PRESETS, TrainConfig
+from instgs.train.trainer import Trainer, config_from_dict, load_run, stage_at
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory):
+    from instgs.data.synthetic import make_synthetic_scene
+
+    out = tmp_path_factory.mktemp("syn") / "scene"
+    make_synthetic_scene(out, num_views=6, num_test_views=2, width=48, height=36,
+                         num_points=3000, num_objects=2, progress=False)
+    return out
+
+
+def _cfg(scene, run_dir, **kw):
+    base = dataclasses.replace(PRESETS["scannet"][1], data=scene, run_dir=run_dir,
+                               progress=False, save_every=0, backend="cpu")
+    return dataclasses.replace(base, **kw)
+
+
+def test_stage_schedule_scales_with_steps():
+    cfg = TrainConfig(steps=300)
+    names = [stage_at(s, cfg, True).name for s in (0, 99, 100, 199, 200, 299)]
+    assert names == ["appearance", "appearance", "separate", "separate", "joint", "joint"]
+    assert stage_at(250, cfg, False).name == "appearance"
+
+
+def test_config_round_trip_through_json():
+    cfg = PRESETS["scannet"][1]
+    d = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    assert config_from_dict(d) == cfg
+    d["unknown_key"] = 1
+    with pytest.raises(InputError, match="unknown_key"):
+        config_from_dict(d)
+
+
+def test_appearance_training_improves_fit(tiny_scene, tmp_path):
+    tr = Trainer(_cfg(tiny_scene, tmp_path / "run", steps=60, semantics="off"))
+    assert not tr.semantics and tr.model.ins_feat is None
+    before = tr.evaluate(tr.train_ids)["psnr"]
+    tr.train()
+    assert tr.evaluate(tr.train_ids)["psnr"] > before + 2.0
+
+
+def test_semantic_training_writes_run(tiny_scene, tmp_path):
+    tr = Trainer(_cfg(tiny_scene, tmp_path / "run", steps=30))
+    assert tr.semantics and tr.model.fixed_anchors
+    i = tr.train_ids[0]
+    feat0 = tr.model.ins_feat.detach().clone()
+    tr.train()
+    assert not torch.allclose(tr.model.ins_feat.detach(), feat0)  # semantic phases ran
+    run = tmp_path / "run"
+    for name in ("config.json", "scene.json", "manifest.json", "metrics.json", "ckpt/latest.pt"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == 30 and metrics["psnr"] is not None
+    ckpt = torch.load(run / "ckpt/latest.pt", weights_only=False)
+    assert ckpt["ins_feat"].shape == (tr.model.num_anchors, 6)
+    # the semantic phases changed the instance features
+    loaded = load_run(run)
+    assert loaded.model.num_anchors == tr.model.num_anchors
+    ng = loaded.decode(i)
+    assert len(ng.gaussians) > 0
+
+
+def test_resume_continues_from_checkpoint(tiny_scene, tmp_path):
+    run = tmp_path / "run"
+    Trainer(_cfg(tiny_scene, run, steps=10)).train()
+    tr = Trainer(_cfg(tiny_scene, run, steps=14, resume=True))
+    assert tr.step == 10
+    assert len(tr.optimizer.state) > 0  # Adam moments restored
+    tr.train()
+    assert json.loads((run / "metrics.json").read_text())["step"] == 14
+
+
+def test_max_minutes_stops_then_evaluates_and_saves(tiny_scene, tmp_path):
+    run = tmp_path / "run"
+    Trainer(_cfg(tiny_scene, run, steps=1000, max_minutes=0.0)).train()
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["stopped_by_time_budget"] and m["step"] == 1 and m["psnr"] is not None
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tiny_scene, tmp_path):
+    with pytest.raises(InputError, match="no checkpoint"):
+        Trainer(_cfg(tiny_scene, tmp_path / "empty", steps=5, resume=True))
+
+
+def test_semantics_on_without_masks_is_a_clear_error(tiny_scene, tmp_path):
+    import shutil
+
+    scene = tmp_path / "nomasks"
+    shutil.copytree(tiny_scene, scene)
+    shutil.rmtree(scene / "language_features")
+    with pytest.raises(InputError, match="instgs masks"):
+        Trainer(_cfg(scene, tmp_path / "r", steps=5, semantics="on"))
+
+
+def test_cli_train_reports_unknown_layout(tmp_path, capsys):
+    (tmp_path / "junk.txt").write_text("x")
+    assert main(["train", "--data", str(tmp_path), "--steps", "1", "--no-progress"]) == 1
+    assert "layout" in capsys.readouterr().err.lower()
+
+
+def test_cli_unknown_preset(capsys):
+    with pytest.raises(SystemExit, match="unknown preset"):
+        main(["train", "--preset", "nope"])
