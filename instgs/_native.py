@@ -22,8 +22,8 @@ from types import ModuleType
 __all__ = ["has_cpu_ops", "cpu_ops", "NativeOpsUnavailableError", "native_source_dir",
            "cache_dir"]
 
-_SOURCES = ("bindings.cpp", "rasterize/rasterize_cpu.cpp")
-_HEADERS = ("rasterize/rasterize.h",)
+_SOURCES = ("bindings.cpp", "rasterize/rasterize_cpu.cpp", "projection/projection_cpu.cpp")
+_HEADERS = ("rasterize/rasterize.h", "projection/projection.h")
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -37,7 +37,12 @@ class NativeOpsUnavailableError(RuntimeError):
 def native_source_dir() -> Path:
     """Folder holding the C++ sources (``<repo>/cuda``; ``$INSTGS_NATIVE_SRC`` overrides)."""
     env = os.environ.get("INSTGS_NATIVE_SRC")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "cuda"
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[1] / "cuda"  # source checkout / editable install
+    if repo.is_dir():
+        return repo
+    return Path(__file__).resolve().parent / "_cuda"  # wheel: cuda/ is shipped as instgs/_cuda
 
 
 def cache_dir() -> Path:

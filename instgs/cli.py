@@ -15,6 +15,7 @@ Each subcommand is a dataclass parsed by tyro. Subcommands are imported lazily s
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Process exit code (0 on success).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    # OpenMP threads that spin while waiting double the CPU time on a busy laptop; let them
+    # sleep instead (must be set before torch/OpenMP start; an explicit setting wins).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2

@@ -26,6 +26,7 @@
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX__)
@@ -271,6 +272,24 @@ void parallel_jobs(int64_t n, Fn fn) {
   });
 }
 
+// parallel_jobs over tiles with the channel count as a compile-time constant where common.
+template <typename Tile>
+void dispatch_channels(int64_t K, int64_t n, Tile& tile) {
+  switch (K) {
+    case 4:
+      parallel_jobs(n, [&](int64_t j) { tile(std::integral_constant<int, 4>{}, j); });
+      break;
+    case 7:
+      parallel_jobs(n, [&](int64_t j) { tile(std::integral_constant<int, 7>{}, j); });
+      break;
+    case 10:
+      parallel_jobs(n, [&](int64_t j) { tile(std::integral_constant<int, 10>{}, j); });
+      break;
+    default:
+      parallel_jobs(n, [&](int64_t j) { tile(std::integral_constant<int, 0>{}, j); });
+  }
+}
+
 inline v8f lane_x(int x0, int h) {
   const float b = (float)(x0 + h * LANES) + 0.5f;
   return v8f{b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7};
@@ -326,9 +345,19 @@ std::vector<at::Tensor> rasterize_forward_cpu(
   int64_t* top_out = return_top_ids ? top.data_ptr<int64_t>() : nullptr;
   const int64_t K = g.K;
 
-  parallel_jobs(g.C * g.NT, [&](int64_t job) {
-    thread_local std::vector<v8f> acc;
-    acc.assign(K * SLOTS, splat(0.f));
+  // The tile body is instantiated for common channel counts (rgb+depth, +3, +6 features)
+  // so the channel loops unroll with K known at compile time; KC = 0 is the generic body.
+  auto tile = [&](auto kc, int64_t job) {
+    constexpr int KC = decltype(kc)::value;
+    const int64_t K = KC > 0 ? KC : g.K;
+    thread_local std::vector<v8f> acc_heap;
+    v8f acc_stack[KC > 0 ? KC * SLOTS : 1];
+    v8f* acc = acc_stack;
+    if constexpr (KC == 0) {
+      acc_heap.resize(K * SLOTS);
+      acc = acc_heap.data();
+    }
+    for (int64_t q = 0; q < K * SLOTS; ++q) acc[q] = splat(0.f);
     v8f T[SLOTS], topw[SLOTS];
     v8i active[SLOTS], lastv[SLOTS], topid[SLOTS];
     const int64_t c = job / g.NT, t = job % g.NT;
@@ -402,7 +431,8 @@ std::vector<at::Tensor> rasterize_forward_cpu(
         }
       }
     }
-  });
+  };
+  dispatch_channels(g.K, g.C * g.NT, tile);
   return {render, T_final, last, top, offsets_t, flat_t};
 }
 
@@ -442,14 +472,23 @@ std::vector<at::Tensor> rasterize_backward_cpu(
   const float* vr = v_render.data_ptr<float>();
   const float* va = v_alpha.data_ptr<float>();
 
-  parallel_jobs(g.C * g.NT, [&](int64_t job) {
+  auto tile = [&](auto kc, int64_t job) {
+    constexpr int KC = decltype(kc)::value;
+    const int64_t K = KC > 0 ? KC : g.K;
     const int64_t c = job / g.NT, t = job % g.NT;
     const int x0 = (int)(t % g.TW) * TILE, y0 = (int)(t / g.TW) * TILE;
     const int32_t start = offsets[job], end = offsets[job + 1];
     if (start == end) return;
-    thread_local std::vector<v8f> vout, gcol;
-    vout.assign(K * SLOTS, splat(0.f));
-    gcol.resize(K);
+    thread_local std::vector<v8f> vout_heap, gcol_heap;
+    v8f vout_stack[KC > 0 ? KC * SLOTS : 1], gcol_stack[KC > 0 ? KC : 1];
+    v8f *vout = vout_stack, *gcol = gcol_stack;
+    if constexpr (KC == 0) {
+      vout_heap.resize(K * SLOTS);
+      gcol_heap.resize(K);
+      vout = vout_heap.data();
+      gcol = gcol_heap.data();
+    }
+    for (int64_t q = 0; q < K * SLOTS; ++q) vout[q] = splat(0.f);
     // SV = sum_k S_k v_out_k, where S_k is the colour composited behind the current
     // Gaussian: dL/dalpha_i needs only this dot product, not S itself.
     v8f T[SLOTS], Tf[SLOTS], vA_out[SLOTS], SV[SLOTS];
@@ -547,7 +586,8 @@ std::vector<at::Tensor> rasterize_backward_cpu(
       out[5] = hsum(go);
       for (int64_t k = 0; k < K; ++k) out[6 + k] = hsum(gcol[k]);
     }
-  });
+  };
+  dispatch_channels(g.K, g.C * g.NT, tile);
 
   // Sum the per-intersection records per Gaussian. Each record is read by exactly one
   // thread: threads own disjoint Gaussian ranges [b, e) of c*N + g.

@@ -245,10 +245,9 @@ class ScaffoldModel(nn.Module):
         k = cfg.n_offsets
         if visible is None:
             visible = self.visible_anchors(viewmat, K, width, height)
-        anchor = self.anchors[visible]
-        feat = self.anchor_feat[visible]
-        grid_offsets = self.offsets[visible]
-        scaling = self.scaling[visible]
+        vis_idx = torch.nonzero(visible).squeeze(1)  # [V]
+        anchor = self.anchors.index_select(0, vis_idx)
+        feat = self.anchor_feat.index_select(0, vis_idx)
         cam_center = -viewmat[:3, :3].T @ viewmat[:3, 3]
         ob_view = anchor - cam_center
         ob_dist = ob_view.norm(dim=1, keepdim=True).clamp(min=1e-8)
@@ -256,31 +255,31 @@ class ScaffoldModel(nn.Module):
         local = [feat, ob_view] + ([ob_dist] if cfg.add_dist_to_mlps else [])
         local_view = torch.cat(local, dim=1)
         opacity = self.mlp_opacity(local_view)  # [V, k]
+        # keep children with a positive decoded opacity; gather once by flat index
+        sel = torch.nonzero(opacity.detach().reshape(-1) > 0.0).squeeze(1)  # [M]
+        mask = torch.zeros(opacity.numel(), dtype=torch.bool, device=opacity.device)
+        mask[sel] = True
+        local_sel = torch.div(sel, k, rounding_mode="floor")  # [M] row in the visible set
         if self.appearance is not None:
-            idx = torch.full((anchor.shape[0],), 0 if image_id is None else int(image_id),
-                             dtype=torch.long, device=anchor.device)
-            color_in = torch.cat([local_view, self.appearance(idx)], dim=1)
+            app = self.appearance.weight[0 if image_id is None else int(image_id)]
+            color_in = torch.cat([local_view, app.expand(local_view.shape[0], -1)], dim=1)
         else:
             color_in = local_view
-        color = self.mlp_color(color_in).reshape(-1, 3)  # [V*k, 3]
-        scale_rot = self.mlp_cov(local_view).reshape(-1, 7)  # [V*k, 7]
-        opacity_flat = opacity.reshape(-1)
-        mask = opacity_flat > 0.0
-        scaling_rep = scaling.repeat_interleave(k, dim=0)  # [V*k, 6]
-        offsets = grid_offsets.reshape(-1, 3) * scaling_rep[:, :3]
-        anchor_rep = anchor.repeat_interleave(k, dim=0)
-        means = (anchor_rep + offsets)[mask]
-        scales = (scaling_rep[:, 3:] * torch.sigmoid(scale_rot[:, :3]))[mask]
-        quats = F.normalize(scale_rot[:, 3:7], dim=-1)[mask]
-        vis_idx = torch.nonzero(visible).squeeze(1)
-        child_ids = (vis_idx[:, None] * k + torch.arange(k, device=vis_idx.device)).reshape(-1)
-        child_ids = child_ids[mask]
-        anchor_ids = torch.div(child_ids, k, rounding_mode="floor")
-        g = Gaussians(means=means, quats=quats, scales=scales, opacities=opacity_flat[mask],
-                      colors=color[mask])
+        color = self.mlp_color(color_in).reshape(-1, 3).index_select(0, sel)  # [M, 3]
+        scale_rot = self.mlp_cov(local_view).reshape(-1, 7).index_select(0, sel)  # [M, 7]
+        scaling = torch.exp(self.log_scaling.index_select(0, vis_idx)).index_select(
+            0, local_sel)  # [M, 6]
+        offsets = self.offsets.index_select(0, vis_idx).reshape(-1, 3).index_select(0, sel)
+        means = anchor.index_select(0, local_sel) + offsets * scaling[:, :3]
+        scales = scaling[:, 3:] * torch.sigmoid(scale_rot[:, :3])
+        quats = F.normalize(scale_rot[:, 3:7], dim=-1)
+        anchor_ids = vis_idx.index_select(0, local_sel)
+        child_ids = anchor_ids * k + (sel - local_sel * k)
+        g = Gaussians(means=means, quats=quats, scales=scales,
+                      opacities=opacity.reshape(-1).index_select(0, sel), colors=color)
         ins = None
         if self.ins_feat is not None:
-            ins = F.normalize(self.ins_feat, dim=-1)[anchor_ids]
+            ins = F.normalize(self.ins_feat.index_select(0, anchor_ids), dim=-1)
         return NeuralGaussians(g, anchor_ids, child_ids, ins, visible, opacity, mask)
 
     # ------------------------------------------------------------------ io

@@ -145,9 +145,21 @@ def render(gaussians: Gaussians, cameras: Cameras, *, features: Tensor | None = 
 
     W, H = cameras.width, cameras.height
     dt = gaussians.means.dtype
-    proj = project(gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities,
-                   cameras.viewmats.to(device), cameras.Ks.to(device), W, H,
-                   near_plane=near_plane, eps2d=eps2d)
+    if backend == "cpu":
+        from instgs._native import NativeOpsUnavailableError
+
+        from ._cpu import project_cpu
+
+        try:  # fused C++ twin of `project` (tests/render/test_projection_native.py)
+            proj = project_cpu(gaussians.means, gaussians.quats, gaussians.scales,
+                               gaussians.opacities, cameras.viewmats, cameras.Ks, W, H,
+                               near_plane=near_plane, eps2d=eps2d)
+        except NativeOpsUnavailableError as e:
+            raise BackendUnavailableError(str(e)) from e
+    else:
+        proj = project(gaussians.means, gaussians.quats, gaussians.scales,
+                       gaussians.opacities, cameras.viewmats.to(device),
+                       cameras.Ks.to(device), W, H, near_plane=near_plane, eps2d=eps2d)
     # One channel buffer: rgb | features | camera z (depth channel), composited in one pass.
     D = 0 if features is None else features.shape[1]
     chans = [gaussians.colors.to(dt)[None].expand(C, N, 3)]

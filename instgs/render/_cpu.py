@@ -1,4 +1,6 @@
-"""Autograd wrapper around the native C++ tile rasterizer (``cuda/rasterize/rasterize_cpu.cpp``).
+"""Autograd wrappers around the native C++ kernels: the fused EWA projection
+(``cuda/projection/projection_cpu.cpp``) and the tile rasterizer
+(``cuda/rasterize/rasterize_cpu.cpp``).
 
 The kernel composites any number of channels K in one pass and has a hand-written backward
 (reverse traversal per pixel, like the 3DGS CUDA backward). Gradients flow to means2d,
@@ -11,7 +13,63 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["rasterize_cpu"]
+from .projection import Projection
+
+__all__ = ["rasterize_cpu", "project_cpu"]
+
+
+class _ProjectCPU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width, height, near_plane,
+                eps2d):
+        from instgs._native import cpu_ops
+
+        means2d, conics, depths, extents, radii = cpu_ops().project_forward(
+            means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, eps2d)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks, radii)
+        ctx.cfg = (width, height, eps2d)
+        ctx.mark_non_differentiable(extents, radii)
+        return means2d, conics, depths, extents, radii
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_conics, v_depths, _v_ext, _v_radii):
+        from instgs._native import cpu_ops
+
+        means, quats, scales, viewmats, Ks, radii = ctx.saved_tensors
+        width, height, eps2d = ctx.cfg
+
+        def g(v, like):
+            return torch.zeros_like(like) if v is None else v.float().contiguous()
+
+        C, N = radii.shape
+        v_means, v_quats, v_scales = cpu_ops().project_backward(
+            means, quats, scales, viewmats, Ks, radii, width, height, eps2d,
+            g(v_means2d, torch.empty(C, N, 2)), g(v_conics, torch.empty(C, N, 3)),
+            g(v_depths, torch.empty(C, N)))
+        return v_means, v_quats, v_scales, None, None, None, None, None, None, None
+
+
+def project_cpu(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,
+                viewmats: Tensor, Ks: Tensor, width: int, height: int, *,
+                near_plane: float = 0.01, eps2d: float = 0.3) -> Projection:
+    """Native fused twin of :func:`instgs.render.projection.project` (float32, CPU).
+
+    Same arguments and math; differentiable w.r.t. means, quats and scales (opacities only
+    enter culling). ``cov2d`` is not returned (None).
+
+    Raises:
+        instgs._native.NativeOpsUnavailableError: if the kernels cannot be compiled.
+    """
+    dt = means.dtype
+
+    def f32(t: Tensor) -> Tensor:
+        return t.float().contiguous()
+
+    means2d, conics, depths, extents, radii = _ProjectCPU.apply(
+        f32(means), f32(quats), f32(scales), f32(opacities.detach()), f32(viewmats.detach()),
+        f32(Ks.detach()), int(width), int(height), float(near_plane), float(eps2d))
+    return Projection(means2d=means2d.to(dt), conics=conics.to(dt), depths=depths.to(dt),
+                      cov2d=None, radii=radii, extents=extents, valid=radii > 0)
 
 
 class _RasterizeCPU(torch.autograd.Function):

@@ -32,7 +32,8 @@ class Projection:
             centre at (u + 0.5, v + 0.5)).
         conics: [C, N, 3] (a, b, c) of the inverse 2D covariance [[a, b], [b, c]], px^-2.
         depths: [C, N] camera-space z of the centres, metres.
-        cov2d: [C, N, 3] (xx, xy, yy) of the 2D covariance incl. the eps2d low-pass, px^2.
+        cov2d: [C, N, 3] (xx, xy, yy) of the 2D covariance incl. the eps2d low-pass, px^2
+            (None from the native projection, which does not return it).
         radii: [C, N] int32, ceil(3 sqrt(largest eigenvalue of cov2d)) (3DGS), 0 = culled.
         extents: [C, N, 2] float32 half-widths (px) of the axis-aligned box that contains
             every pixel centre with alpha >= 1/255: sqrt(2 ln(255 o)) sqrt(cov_xx), ... ;
@@ -44,7 +45,7 @@ class Projection:
     means2d: Tensor
     conics: Tensor
     depths: Tensor
-    cov2d: Tensor
+    cov2d: Tensor | None
     radii: Tensor
     extents: Tensor
     valid: Tensor

@@ -65,6 +65,17 @@ def load_checkpoint_anchors(run_dir: str | Path) -> dict[str, Any]:
     return out
 
 
+def _has_scene_masks(run_dir: str | Path) -> bool:
+    """True when the run records its scene and that scene has ``language_features/``."""
+    import json
+
+    cfg = Path(run_dir) / "config.json"
+    if not cfg.is_file():
+        return False
+    data = json.loads(cfg.read_text()).get("data")
+    return data is not None and (Path(data) / "language_features").is_dir()
+
+
 @dataclass
 class SegmentCommand:
     """Group a trained run's anchors into class-agnostic 3D instances (InstanceGaussian §3.3)
@@ -77,11 +88,12 @@ class SegmentCommand:
     """Segmentation settings."""
     overwrite: bool = True
     """Replace an existing RUN/instances.npz (--no-overwrite refuses)."""
-    valid: Literal["observed", "all"] = "observed"
+    valid: Literal["auto", "observed", "all"] = "auto"
     """Anchors that seed and merge: ``observed`` = top contributor of a masked pixel in some
-    training view (released ``get_well_optimized_pc``; needs the scene's masks and renders
-    every training view once), ``all`` = every anchor. The others take the label of the
-    nearest valid anchor."""
+    training view (released ``get_well_optimized_pc``; needs the run's scene and masks and
+    renders every training view once), ``all`` = every anchor, ``auto`` = ``observed`` when
+    the run has its config.json and the scene has masks, else ``all``. The others take the
+    label of the nearest valid anchor."""
     refine_iters: int = 0
     """Render-supervised codebook refinement steps (released: 10000; 0 = mean features)."""
 
@@ -91,13 +103,17 @@ class SegmentCommand:
         ckpt_path = Path(self.run_dir) / CKPT
         feats = check_instance_features(ck["ins_feat"], ck["anchors"].shape[0], ckpt_path)
         valid_mask, refine_fn, t0 = ck["anchor_valid"], None, time.perf_counter()
-        if self.valid == "observed" or self.refine_iters > 0:
+        mode = self.valid
+        if mode == "auto":
+            mode = "observed" if _has_scene_masks(self.run_dir) else "all"
+            print(f"  valid anchors: {mode}")
+        if mode == "observed" or self.refine_iters > 0:
             from instgs.train.trainer import load_run
 
             from .render_support import codebook_refine_fn, observed_anchors
 
             loaded = load_run(self.run_dir)
-            if self.valid == "observed":
+            if mode == "observed":
                 seen = observed_anchors(loaded)
                 valid_mask = seen if valid_mask is None else (valid_mask & seen)
                 print(f"  observed anchors: {int(seen.sum())} / {len(seen)} "
@@ -108,7 +124,7 @@ class SegmentCommand:
                               refine_fn=refine_fn)
         gauss = expand_to_gaussians(res.anchor_labels, ck["n_offsets"])
         meta = {"config": config_to_dict(self.config), "timings": res.timings,
-                "valid": self.valid, "refine_iters": self.refine_iters,
+                "valid": mode, "refine_iters": self.refine_iters,
                 "num_anchors": int(len(res.anchor_labels)), "n_offsets": ck["n_offsets"],
                 "num_subobjects": res.num_subobjects, "num_instances": res.num_instances,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

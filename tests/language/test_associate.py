@@ -155,14 +155,15 @@ def test_splat_and_render_reference_give_the_same_matches(synthetic_run):
     run = load_run(run_dir)
     lab = load_instances(run_dir).anchor_labels
     kw = dict(max_views=2, progress=False, pooling="mean")
-    a = associate(run, lab, LanguageConfig(alone_method="splat", **kw))
-    b = associate(run, lab, LanguageConfig(alone_method="render", **kw))
+    a = associate(run, lab, LanguageConfig(silhouette="alone", alone_method="splat", **kw))
+    b = associate(run, lab, LanguageConfig(silhouette="alone", alone_method="render", **kw))
     np.testing.assert_array_equal(a.view_counts, b.view_counts)
     np.testing.assert_allclose(a.match_scores, b.match_scores, atol=1e-4)
     np.testing.assert_allclose(a.instance_features, b.instance_features, atol=1e-5)
     assert a.view_counts.sum() > 0
     # occlusion-aware silhouettes also match every visible instance of those views
     c = associate(run, lab, LanguageConfig(silhouette="visible", **kw))
+    assert LanguageConfig().silhouette == "visible"
     assert c.view_counts.sum() >= a.view_counts.sum() - 2 and c.view_counts.sum() > 0
 
 

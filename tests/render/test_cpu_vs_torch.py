@@ -60,8 +60,10 @@ def test_cpu_matches_reference(name):
     for key in ("rgb", "alpha", "features"):
         torch.testing.assert_close(getattr(cpu, key), getattr(ref, key), atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(cpu.depth, ref.depth, atol=1e-4, rtol=1e-4)
-    assert torch.equal(cpu.radii, ref.radii)
-    torch.testing.assert_close(cpu.means2d, ref.means2d)
+    # cpu uses the fused C++ projection: same culling, radii may differ by a float ulp at ceil
+    assert torch.equal(cpu.radii > 0, ref.radii > 0)
+    assert (cpu.radii - ref.radii).abs().max() <= 1
+    torch.testing.assert_close(cpu.means2d, ref.means2d, atol=1e-4, rtol=1e-5)
     # top ids may only differ where two weights tie to float precision
     assert (cpu.top_ids != ref.top_ids).float().mean() < 1e-3
 
