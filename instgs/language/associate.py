@@ -55,11 +55,25 @@ from torch import Tensor
 from instgs.core.artifacts import atomic_save_npz, config_to_dict
 from instgs.core.checks import InputError
 
-__all__ = ["LanguageConfig", "PRESETS", "ViewMatches", "LanguageFeatures", "LANGUAGE_FILE",
-           "alone_log_transmittance", "alone_alpha_reference", "match_masks",
-           "match_masks_reference", "mask_mean_features", "pool_matches", "associate",
-           "associate_run", "save_language", "read_language_file", "export_cluster_lang",
-           "labels_digest"]
+__all__ = [
+    "LANGUAGE_FILE",
+    "PRESETS",
+    "LanguageConfig",
+    "LanguageFeatures",
+    "ViewMatches",
+    "alone_alpha_reference",
+    "alone_log_transmittance",
+    "associate",
+    "associate_run",
+    "export_cluster_lang",
+    "labels_digest",
+    "mask_mean_features",
+    "match_masks",
+    "match_masks_reference",
+    "pool_matches",
+    "read_language_file",
+    "save_language",
+]
 
 LANGUAGE_FILE = "language.npz"
 
@@ -409,6 +423,26 @@ def _load_view_masks(feat_dir: Path, stem: str, level: str, h: int, w: int
     return lab.reshape(-1), rows
 
 
+def _silhouettes(cfg: LanguageConfig, g, camera, grp: Tensor, n: int, out, alpha: Tensor,
+                 proj, backend: str) -> Tensor:
+    """[n, H*W] bool silhouettes of the Gaussian groups ``grp`` (in [0, n) or -1) of a view."""
+    thr = cfg.silhouette_threshold
+    if cfg.silhouette == "visible":
+        top = out.top_ids[0].reshape(-1)
+        owner = torch.where(top >= 0, grp[top.clamp(min=0)], torch.full_like(top, -1))
+        owner = torch.where(alpha > thr, owner, torch.full_like(owner, -1))
+        sil = torch.zeros(n, alpha.numel(), dtype=torch.bool)
+        pix = torch.nonzero(owner >= 0).squeeze(1)
+        sil[owner[pix], pix] = True
+        return sil
+    if cfg.alone_method == "splat":
+        logt = alone_log_transmittance(proj.means2d[0], proj.conics[0], g.opacities,
+                                       proj.extents[0], grp, n, camera.width, camera.height,
+                                       cfg.max_pairs)
+        return logt < float(np.log1p(-thr))
+    return alone_alpha_reference(g, camera, grp, n, backend) > thr
+
+
 @torch.no_grad()
 def _view_matches(ng, camera, labels: Tensor, clip_rows: np.ndarray, anchor_labels: Tensor,
                   inst_feats: Tensor, mapped: bool, cfg: LanguageConfig, backend: str,
@@ -453,7 +487,6 @@ def _view_matches(ng, camera, labels: Tensor, clip_rows: np.ndarray, anchor_labe
     local[cand] = torch.arange(cand.numel())
     mask_feats = mask_mean_features(labels, pix_feat, alpha, mk, cfg.silhouette_threshold)
     feat_range = 1.0 if mapped else 2.0
-    thr = cfg.silhouette_threshold
     chunk = max(1, min(cand.numel(), (256 << 20) // (4 * hw)))  # <= 256 MB of silhouettes
     keep_i, keep_m, keep_s, keep_iou = [], [], [], []
     proj = None
@@ -465,20 +498,7 @@ def _view_matches(ng, camera, labels: Tensor, clip_rows: np.ndarray, anchor_labe
         grp = local[g_inst.clamp(min=0)] - c0
         grp = torch.where((g_inst >= 0) & (grp >= 0) & (grp < ids.numel()), grp,
                           torch.full_like(grp, -1))
-        if cfg.silhouette == "visible":
-            top = out.top_ids[0].reshape(-1)
-            owner = torch.where(top >= 0, grp[top.clamp(min=0)], torch.full_like(top, -1))
-            owner = torch.where(alpha > thr, owner, torch.full_like(owner, -1))
-            sil = torch.zeros(ids.numel(), hw, dtype=torch.bool)
-            pix = torch.nonzero(owner >= 0).squeeze(1)
-            sil[owner[pix], pix] = True
-        elif cfg.alone_method == "splat":
-            logt = alone_log_transmittance(proj.means2d[0], proj.conics[0], g.opacities,
-                                           proj.extents[0], grp, ids.numel(), camera.width,
-                                           camera.height, cfg.max_pairs)
-            sil = logt < float(np.log1p(-thr))
-        else:
-            sil = alone_alpha_reference(g, camera, grp, ids.numel(), backend) > thr
+        sil = _silhouettes(cfg, g, camera, grp, ids.numel(), out, alpha, proj, backend)
         size = sil.sum(1)
         ok = (size > 0) & (size <= cfg.max_coverage * hw)
         if not bool(ok.any()):
@@ -559,10 +579,15 @@ def associate(run, anchor_labels: np.ndarray, cfg: LanguageConfig | None = None,
                          getattr(run, "run_dir", None),
                          "rerun `instgs segment RUN` on this run")
     k = int(num_instances if num_instances is not None else labels_np.max(initial=-1) + 1)
+    if labels_np.size and (labels_np.min() < -1 or labels_np.max() >= k):
+        raise InputError(f"anchor labels must lie in [-1, {k}), got [{labels_np.min()}, "
+                         f"{labels_np.max()}]", getattr(run, "run_dir", None),
+                         "rerun `instgs segment RUN`")
     level = cfg.sam_level or tcfg.sam_level
     mapped = bool(tcfg.render_mapped_features)
-    backend = tcfg.backend
-    feat_dir = Path(scene.root) / "language_features"
+    # matching runs on CPU tensors (decoded Gaussians are moved there): gsplat -> auto
+    backend = "auto" if tcfg.backend == "gsplat" else tcfg.backend
+    feat_dir = Path(scene.root) / getattr(tcfg, "masks_dir", "language_features")
     if not feat_dir.is_dir():
         raise InputError("no SAM masks for this scene", feat_dir,
                          f"run `instgs masks --data {scene.root}` first")
@@ -588,8 +613,7 @@ def associate(run, anchor_labels: np.ndarray, cfg: LanguageConfig | None = None,
             continue
         ng_cpu = _to_cpu(ng) if device.type != "cpu" else ng
         vm = _view_matches(ng_cpu, scene.cameras[i], labels, rows, lab_t, inst_feats, mapped,
-                           cfg, backend if device.type == "cpu" or backend != "gsplat"
-                           else "auto", i)
+                           cfg, backend, i)
         n_cand += len(vm.instance_ids)
         if len(vm.instance_ids):
             matches.append(vm)

@@ -45,9 +45,10 @@ class LanguageCommand:
         """
         import torch
 
-        from .associate import associate, export_cluster_lang, save_language
         from instgs.segment.labels import load_instances
         from instgs.train.trainer import load_run
+
+        from .associate import associate, export_cluster_lang, save_language
 
         if self.threads:
             torch.set_num_threads(self.threads)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,10 +32,20 @@ from instgs.core.checks import InputError
 
 from .associate import LANGUAGE_FILE, LanguageFeatures, labels_digest, read_language_file
 
-__all__ = ["LoadedLanguage", "TextMatch", "QueryResult", "load_language",
-           "load_text_feature_table", "lookup_text_features", "encode_queries",
-           "relevancy_scores", "query_instances", "save_query", "query_slug",
-           "DEFAULT_NEGATIVES"]
+__all__ = [
+    "DEFAULT_NEGATIVES",
+    "LoadedLanguage",
+    "QueryResult",
+    "TextMatch",
+    "encode_queries",
+    "load_language",
+    "load_text_feature_table",
+    "lookup_text_features",
+    "query_instances",
+    "query_slug",
+    "relevancy_scores",
+    "save_query",
+]
 
 DEFAULT_NEGATIVES: tuple[str, ...] = ("object", "things", "stuff", "texture")
 """LERF's canonical negative phrases."""

@@ -72,8 +72,9 @@ def _has_scene_masks(run_dir: str | Path) -> bool:
     cfg = Path(run_dir) / "config.json"
     if not cfg.is_file():
         return False
-    data = json.loads(cfg.read_text()).get("data")
-    return data is not None and (Path(data) / "language_features").is_dir()
+    d = json.loads(cfg.read_text())
+    data = d.get("data")
+    return data is not None and (Path(data) / d.get("masks_dir", "language_features")).is_dir()
 
 
 @dataclass

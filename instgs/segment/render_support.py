@@ -30,7 +30,7 @@ def load_view_masks(run, views: list[int]) -> dict[int, Tensor]:
     from instgs.masks.io import read_level
     from instgs.train.trainer import _resize_labels
 
-    feat_dir = run.scene.root / "language_features"
+    feat_dir = run.scene.root / run.cfg.masks_dir
     if not feat_dir.is_dir():
         raise InputError("no SAM masks for the scene", feat_dir,
                          f"run `instgs masks --data {run.scene.root}`")

@@ -94,6 +94,9 @@ class TrainConfig:
     """Composite renders on a random colour each step (InstanceGaussian default)."""
     semantics: Literal["auto", "on", "off"] = "auto"
     """Train instance features: ``auto`` = when ``language_features/`` masks exist."""
+    masks_dir: str = "language_features"
+    """Folder (relative to the scene) with the LangSplat-layout masks, e.g.
+    ``language_features_clean`` for the ScanNet tool's noiseless masks."""
     sam_level: Literal["default", "small", "medium", "large"] = "large"
     """SAM level used for the instance losses (InstanceGaussian: large; OpenGaussian's ScanNet
     script: default)."""

@@ -210,7 +210,7 @@ class Trainer:
         cfg = self.cfg
         if cfg.semantics == "off" or cfg.model.ins_feat_dim == 0:
             return None
-        feat_dir = self.scene.root / "language_features"
+        feat_dir = self.scene.root / cfg.masks_dir
         if not feat_dir.is_dir():
             if cfg.semantics == "on":
                 raise InputError("no SAM masks for instance-feature training", feat_dir,

@@ -14,13 +14,21 @@ from instgs.core.cameras import Cameras
 from instgs.core.checks import InputError
 from instgs.core.gaussians import Gaussians
 from instgs.language.associate import (
-    LanguageConfig, ViewMatches, alone_alpha_reference, alone_log_transmittance, associate,
-    associate_run, export_cluster_lang, match_masks, match_masks_reference, pool_matches,
-    read_language_file)
+    LanguageConfig,
+    ViewMatches,
+    alone_alpha_reference,
+    alone_log_transmittance,
+    associate,
+    associate_run,
+    match_masks,
+    match_masks_reference,
+    pool_matches,
+    read_language_file,
+)
 from instgs.render.projection import project
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fake_run import make_fake_run  # noqa: E402
+from _fake_run import make_fake_run
 
 
 # --------------------------------------------------------------------------- units
@@ -151,10 +159,10 @@ def test_splat_and_render_reference_give_the_same_matches(synthetic_run):
     from instgs.segment.labels import load_instances
     from instgs.train.trainer import load_run
 
-    scene, run_dir = synthetic_run
+    _, run_dir = synthetic_run
     run = load_run(run_dir)
     lab = load_instances(run_dir).anchor_labels
-    kw = dict(max_views=2, progress=False, pooling="mean")
+    kw = {"max_views": 2, "progress": False, "pooling": "mean"}
     a = associate(run, lab, LanguageConfig(silhouette="alone", alone_method="splat", **kw))
     b = associate(run, lab, LanguageConfig(silhouette="alone", alone_method="render", **kw))
     np.testing.assert_array_equal(a.view_counts, b.view_counts)
@@ -168,16 +176,18 @@ def test_splat_and_render_reference_give_the_same_matches(synthetic_run):
 
 
 def test_thresholds_and_bad_inputs(synthetic_run):
-    from instgs.train.trainer import load_run
     from instgs.segment.labels import load_instances
+    from instgs.train.trainer import load_run
 
-    scene, run_dir = synthetic_run
+    _, run_dir = synthetic_run
     run = load_run(run_dir)
     lab = load_instances(run_dir).anchor_labels
     none = associate(run, lab, LanguageConfig(min_score=1.0, max_views=2, progress=False))
     assert none.view_counts.sum() == 0 and (none.instance_features == 0).all()
     with pytest.raises(InputError, match="anchor labels"):
         associate(run, lab[:-1], LanguageConfig(progress=False))
+    with pytest.raises(InputError, match="must lie in"):
+        associate(run, lab, LanguageConfig(progress=False), num_instances=2)
     with pytest.raises(InputError, match="instgs segment"):
         associate_run(run_dir.parent / "nothing")
     with pytest.raises(InputError, match="max_views"):
@@ -189,7 +199,7 @@ def test_felzenszwalb_masks_give_zero_features_and_say_so(synthetic_run, tmp_pat
 
     from instgs.language.query import query_instances
 
-    scene, run_dir = synthetic_run
+    scene, _ = synthetic_run
     scene2 = tmp_path / "scene"
     shutil.copytree(scene, scene2)
     for f in (scene2 / "language_features").glob("*_f.npy"):
@@ -206,7 +216,7 @@ def test_felzenszwalb_masks_give_zero_features_and_say_so(synthetic_run, tmp_pat
 def test_language_cli_writes_the_run_file(synthetic_run, capsys):
     from instgs.language.cli import LanguageCommand
 
-    scene, run_dir = synthetic_run
+    _, run_dir = synthetic_run
     cmd = LanguageCommand(run_dir, LanguageConfig(max_views=3, progress=False,
                                                   silhouette="visible"))
     path = cmd.run()

@@ -15,12 +15,17 @@ import torch
 from instgs.core.checks import InputError
 from instgs.language.associate import LanguageFeatures, save_language
 from instgs.language.query import (
-    LoadedLanguage, load_language, lookup_text_features, query_instances, query_slug,
-    relevancy_scores, save_query)
+    LoadedLanguage,
+    load_language,
+    lookup_text_features,
+    query_instances,
+    query_slug,
+    relevancy_scores,
+)
 from instgs.segment.labels import save_instances
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fake_run import make_fake_run  # noqa: E402
+from _fake_run import make_fake_run
 
 
 def _unit(x):
