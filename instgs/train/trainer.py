@@ -216,7 +216,7 @@ class Trainer:
                 raise InputError("no SAM masks for instance-feature training", feat_dir,
                                  f"run `instgs masks --data {self.scene.root}` first")
             return None
-        from instgs.masks.io import read_level
+        from instgs.masks.io import list_feature_stems, read_level
 
         masks = {}
         h, w = self.scene.cameras.height, self.scene.cameras.width
@@ -227,6 +227,21 @@ class Trainer:
             if labels.shape != (h, w):
                 labels = _resize_labels(labels, h, w, feat_dir / f"{stem}_s.npy")
             masks[i] = labels
+        # documented skips, never a crash deep inside the loop
+        stems = {p.stem for p in self.scene.image_paths}
+        orphans = [s for s in list_feature_stems(feat_dir) if s not in stems]
+        if orphans:
+            warnings.warn(f"{feat_dir}: {len(orphans)} mask file(s) have no image in the scene "
+                          f"(e.g. {orphans[:3]}); they are ignored", stacklevel=2)
+        empty = [self.scene.image_paths[i].name for i, m in masks.items() if m.max() < 0]
+        if empty:
+            warnings.warn(f"{feat_dir}: {len(empty)} training view(s) have no valid mask pixel at "
+                          f"level {cfg.sam_level!r} (e.g. {empty[:3]}); the instance losses "
+                          "skip them and they train appearance only", stacklevel=2)
+        if len(empty) == len(masks):
+            raise InputError(f"no training view has a valid mask pixel at level "
+                             f"{cfg.sam_level!r}", feat_dir,
+                             "choose another --sam-level or regenerate the masks")
         return masks
 
     def _init_model(self) -> None:

@@ -115,3 +115,27 @@ def test_cli_train_reports_unknown_layout(tmp_path, capsys):
 def test_cli_unknown_preset(capsys):
     with pytest.raises(SystemExit, match="unknown preset"):
         main(["train", "--preset", "nope"])
+
+
+def test_orphan_and_empty_masks_are_documented_skips(tiny_scene, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from instgs.masks.io import read_language_features, write_language_features
+
+    scene = tmp_path / "scene"
+    shutil.copytree(tiny_scene, scene)
+    lf = scene / "language_features"
+    stems = sorted(p.name[:-6] for p in lf.glob("*_s.npy"))
+    seg, feats = read_language_features(lf, stems[0])
+    write_language_features(lf, "no_such_image", seg, feats)  # mask file without an image
+    write_language_features(lf, stems[0], np.full_like(seg, -1), feats[:0])  # no valid pixel
+    with pytest.warns(UserWarning) as rec:
+        tr = Trainer(_cfg(scene, tmp_path / "run", steps=30))
+    text = " ".join(str(w.message) for w in rec)
+    assert "no_such_image" in text and "no valid mask pixel" in text
+    empty_view = next(i for i in tr.train_ids if tr.scene.image_paths[i].stem == stems[0])
+    tr.step = 25  # joint phase
+    logs = tr.train_step(empty_view)  # the empty view trains without error
+    assert logs["l_sep"] == 0.0
