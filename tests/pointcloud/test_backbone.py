@@ -19,16 +19,6 @@ from instgs.pointcloud.backbone import (
 from instgs.pointcloud.heads import MLPHead
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """spconv's CPU kernels + torch.mm with 2 OpenMP threads run 15-30x slower on a loaded
-    2-core machine (threads spin-wait); tests use one thread and restore the setting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _random_grid(n: int = 6, occupancy: float = 0.4, batch: int = 2, cin: int = 3, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     rows = []

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from instgs.pointcloud.cli import build_network, load_network, main
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_hais import synthetic_scene  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from ._helpers import synthetic_scene
 
 
 def _write_pointcept(root: Path, name: str, seed: int) -> None:

@@ -10,63 +10,12 @@ import pytest
 import torch
 
 from instgs.core.checks import InputError
-from instgs.pointcloud.data import PointScene, class_statistics
+from instgs.pointcloud.data import class_statistics
 from instgs.pointcloud.evaluate import InstancePred
 from instgs.pointcloud.hais import HAIS, STAGES, HAISConfig, Proposals, collate_scenes, predict
 from instgs.pointcloud.hais import losses as L
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One OpenMP thread: 2 threads run spconv 15-30x slower on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-#: (lower corner, size, ScanNet20 class) of the synthetic objects.
-BOXES = (((0.0, 0.0, 0.0), (0.6, 0.6, 0.8), 4),      # chair-like
-         ((1.4, 0.1, 0.0), (1.0, 0.5, 0.7), 6),      # table
-         ((0.1, 1.5, 0.0), (0.5, 0.5, 1.0), 2),      # cabinet
-         ((1.6, 1.5, 0.0), (0.4, 0.4, 0.5), 4))      # second chair
-
-
-def synthetic_scene(seed: int = 0, n_box: int = 500, n_floor: int = 800,
-                    name: str = "synth") -> PointScene:
-    """A floor (class 1, no instance) and box surfaces (one instance each)."""
-    rng = np.random.default_rng(seed)
-    coords, colors, sems, insts = [], [], [], []
-    fl = np.c_[rng.uniform(-0.4, 2.6, (n_floor, 2)), np.zeros(n_floor)]
-    coords.append(fl)
-    colors.append(np.tile([0.2, 0.2, 0.2], (n_floor, 1)))
-    sems.append(np.full(n_floor, 1))
-    insts.append(np.full(n_floor, -100))
-    for k, (lo, size, cls) in enumerate(BOXES):
-        lo, hi = np.array(lo), np.array(lo) + np.array(size)
-        p = rng.uniform(lo, hi, (n_box, 3))
-        axis = rng.integers(0, 3, n_box)
-        side = rng.integers(0, 2, n_box)
-        side[axis == 2] = 1  # no bottom face
-        p[np.arange(n_box), axis] = np.where(side == 1, hi[axis], lo[axis])
-        coords.append(p)
-        colors.append(np.tile([cls / 10 - 1, 0.5 - cls / 20, 0.3], (n_box, 1)))
-        sems.append(np.full(n_box, cls))
-        insts.append(np.full(n_box, k))
-    col = np.concatenate(colors) + rng.normal(0, 0.02, (n_floor + len(BOXES) * n_box, 3))
-    return PointScene(name, np.concatenate(coords).astype(np.float32),
-                      np.clip(col, -1, 1).astype(np.float32),
-                      np.concatenate(sems).astype(np.int64), np.concatenate(insts).astype(np.int64))
-
-
-def tiny_cfg(scene: PointScene | None = None) -> HAISConfig:
-    cfg = HAISConfig.tiny()
-    # r_point 0.1 m: the synthetic surfaces are sampled ~5 cm apart (ScanNet: ~1-2 cm)
-    cfg = HAISConfig(**{**cfg.__dict__, "width": 8, "levels": 3, "voxel_size": 0.06,
-                        "intra_voxel_size": 0.06, "min_points": 20, "point_radius": 0.1})
-    if scene is not None:
-        cfg = cfg.with_class_statistics(class_statistics([scene]))
-    return cfg
+from ._helpers import BOXES, synthetic_scene, tiny_cfg  # noqa: F401
 
 
 # --- config ------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,7 @@ from instgs.core.checks import InputError
 from instgs.pointcloud.hais import HAIS, collate_scenes
 from instgs.pointcloud.train import TrainConfig, latest_checkpoint, load_checkpoint, lr_at, train
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_hais import synthetic_scene, tiny_cfg  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from ._helpers import synthetic_scene, tiny_cfg
 
 
 def _log(out: Path) -> list[dict]:
