@@ -108,9 +108,7 @@ class SegmentCommand:
         if mode == "auto":
             mode = "observed" if _has_scene_masks(self.run_dir) else "all"
             print(f"  valid anchors: {mode}")
-        affinity_fn = None
-        if mode == "observed" or self.refine_iters > 0 or \
-                self.config.merge_evidence != "features":
+        if mode == "observed" or self.refine_iters > 0:
             from instgs.train.trainer import load_run
 
             from .render_support import codebook_refine_fn, observed_anchors
@@ -123,12 +121,8 @@ class SegmentCommand:
                       f"({time.perf_counter() - t0:.1f}s)")
             if self.refine_iters > 0:
                 refine_fn = codebook_refine_fn(loaded, self.refine_iters)
-            if self.config.merge_evidence != "features":
-                from .render_support import mask_affinity_fn
-
-                affinity_fn = mask_affinity_fn(loaded, self.config.merge_mask_ratio)
         res = segment_anchors(ck["anchors"], feats, self.config, valid_mask=valid_mask,
-                              refine_fn=refine_fn, affinity_fn=affinity_fn)
+                              refine_fn=refine_fn)
         gauss = expand_to_gaussians(res.anchor_labels, ck["n_offsets"])
         meta = {"config": config_to_dict(self.config), "timings": res.timings,
                 "valid": mode, "refine_iters": self.refine_iters,

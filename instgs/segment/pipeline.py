@@ -37,7 +37,6 @@ __all__ = ["SegmentConfig", "SegmentResult", "segment_anchors", "cluster_means",
 log = logging.getLogger(__name__)
 
 RefineFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-AffinityFn = Callable[[np.ndarray, int], "object"]
 
 
 @dataclass(frozen=True)
@@ -55,22 +54,11 @@ class SegmentConfig:
     pe_freqs: int = 8
     """Frequencies of the positional encoding of anchor positions."""
     pe_dims: Literal["xy", "xyz"] = "xy"
-    """Encoded axes: released code encodes x and y only; 'xyz' adds z. On the rendered
-    ScanNet scene0000_00 with trained features, ``--assign kmeans --pe-dims xyz`` scored
-    instance mIoU 52.1 against 17.5 for the released setting; on the synthetic box rooms of
-    the tests the released setting is better (docs/evaluation.md)."""
+    """Encoded axes: released code encodes x and y only; 'xyz' adds z."""
     pe_weight: float = 1.0
     """Weight of the unit-norm positional part against the unit-norm feature part."""
     assign: Literal["nearest", "kmeans"] = "nearest"
     """'nearest': one nearest-seed assignment (released); 'kmeans': Lloyd iterations (paper)."""
-    merge_evidence: Literal["features", "masks", "both"] = "features"
-    """What links two touching sub-objects: ``features`` = codebook feature distance below
-    ``merge_feat_threshold`` (InstanceGaussian); ``masks`` = the SAM masks of the training
-    views agree (the two sub-objects fall in the same mask in at least
-    ``merge_mask_ratio`` of the views that see both; needs a trained run, computed by
-    :func:`instgs.segment.render_support.mask_affinity_fn`); ``both`` = both tests."""
-    merge_mask_ratio: float = 0.5
-    """Fraction of co-visible views in which two sub-objects must share a mask."""
     kmeans_iters: int = 10
     """k-means iterations when assign='kmeans'."""
     merge_feat_threshold: float = 0.15
@@ -170,8 +158,7 @@ def _tick(timings: dict, key: str, t0: float) -> float:
 
 
 def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig = SegmentConfig(),
-                    valid_mask=None, refine_fn: RefineFn | None = None,
-                    affinity_fn: AffinityFn | None = None) -> SegmentResult:
+                    valid_mask=None, refine_fn: RefineFn | None = None) -> SegmentResult:
     """Bottom-up class-agnostic instances from per-anchor positions and instance features.
 
     Args:
@@ -184,9 +171,6 @@ def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig = SegmentConfig(),
             ins_feat [N, F] float32) -> [S, F]`` returning one feature per sub-object (the
             render-supervised codebook of the released code); default: mean normalised
             feature per sub-object.
-        affinity_fn: ``affinity_fn(subobject_labels [N] int64 (-1 = invalid), S) ->``
-            [S, S] boolean sparse matrix of sub-object pairs the 2D masks say belong together;
-            required when ``cfg.merge_evidence`` is ``masks`` or ``both``.
 
     Returns:
         :class:`SegmentResult`.
@@ -244,16 +228,7 @@ def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig = SegmentConfig(),
         adj = voxel_adjacency(xyz_v, lab_v, cfg.merge_voxel_size, num_sub,
                               cfg.merge_connectivity)
         sizes = np.bincount(lab_v, minlength=num_sub)
-        threshold = cfg.merge_feat_threshold
-        if cfg.merge_evidence != "features":
-            if affinity_fn is None:
-                raise InputError(f"merge_evidence={cfg.merge_evidence!r} needs the run's renders "
-                                 "and masks", fix="run `instgs segment RUN` (not the bare "
-                                 "function) or use merge_evidence='features'")
-            adj = adj.multiply(affinity_fn(sub.copy(), num_sub)).tocsr()
-            if cfg.merge_evidence == "masks":
-                threshold = np.inf
-        comp = merge_clusters(sub_feats, adj, sizes, threshold,
+        comp = merge_clusters(sub_feats, adj, sizes, cfg.merge_feat_threshold,
                               cfg.min_cluster_size_edges, cfg.merge_feature_space)
         lab_v = comp[lab_v]
         t = _tick(timings, "merge", t)

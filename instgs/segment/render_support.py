@@ -4,12 +4,6 @@
   training view (InstanceGaussian ``get_well_optimized_pc``, reference-implementations.md
   §1.4 step 1). Anchors never observed are left out of seeding and merging and get the
   label of their nearest observed neighbour afterwards.
-* :func:`mask_affinity`: which sub-objects the SAM masks put together: in every training view
-  each visible sub-object is assigned to the mask holding most of its top-contributor pixels
-  (if that is at least half of them); two sub-objects are linked when they share a mask in
-  at least ``ratio`` of the views in which both are assigned (instgs' mask-consensus merge,
-  an alternative to the feature threshold of InstanceGaussian Eq. 6; robust to a mask that
-  wrongly merges two objects in a few views).
 * :func:`codebook_refine_fn`: the released code's render-supervised codebook (§1.4 step 3):
   one learnable feature per sub-object, rendered in place of the anchors' features and
   trained with the same cohesion + separation losses on the SAM masks, geometry frozen.
@@ -24,8 +18,7 @@ from torch import Tensor
 
 from instgs.core.checks import InputError
 
-__all__ = ["observed_anchors", "codebook_refine_fn", "load_view_masks", "mask_affinity",
-           "mask_affinity_fn"]
+__all__ = ["observed_anchors", "codebook_refine_fn", "load_view_masks"]
 
 
 def load_view_masks(run, views: list[int]) -> dict[int, Tensor]:
@@ -137,71 +130,3 @@ def codebook_refine_fn(run, iters: int = 300, lr: float = 1e-3, progress: bool =
         return F.normalize(codebook.detach(), dim=-1).numpy()
 
     return refine
-
-
-@torch.no_grad()
-def mask_affinity(run, sub: np.ndarray, num_sub: int, ratio: float = 0.5,
-                  views: list[int] | None = None, min_pixels: int = 4,
-                  progress: bool = True):
-    """Sub-object pairs that the training views' SAM masks put into the same mask.
-
-    Args:
-        run: a :class:`~instgs.train.trainer.LoadedRun`.
-        sub: [N] int64 sub-object id per anchor, -1 = invalid.
-        num_sub: S.
-        ratio: a pair is linked when ``together / (together + apart) >= ratio``.
-        views: view indices (default: the training views).
-        min_pixels: a sub-object needs this many top-contributor pixels in a view to count.
-
-    Returns:
-        [S, S] symmetric boolean ``scipy.sparse.csr_matrix`` (empty diagonal).
-    """
-    import scipy.sparse as sp
-    from tqdm import tqdm
-
-    from instgs.render import render
-
-    views = list(run.scene.train_ids) if views is None else views
-    masks = load_view_masks(run, views)
-    sub_t = torch.as_tensor(sub, dtype=torch.long)
-    together = np.zeros((num_sub, num_sub), np.int32)
-    covis = np.zeros((num_sub, num_sub), np.int32)
-    for i in tqdm(views, desc="mask affinity", disable=not progress, leave=False):
-        ng = run.decode(i)
-        out = render(ng.gaussians, run.scene.cameras[i], return_top_ids=True,
-                     backend=run.cfg.backend)
-        top = out.top_ids[0].reshape(-1)
-        m = masks[i].reshape(-1)
-        hit = top >= 0
-        s = torch.full_like(top, -1)
-        s[hit] = sub_t[ng.anchor_ids[top[hit]]]
-        ok = s >= 0
-        s, m = s[ok].numpy(), m[ok].numpy()
-        if s.size == 0:
-            continue
-        cnt = np.bincount(s, minlength=num_sub)
-        nm = int(m.max()) + 2
-        joint = np.bincount(s * nm + (m + 1), minlength=num_sub * nm).reshape(num_sub, nm)
-        joint[:, 0] = 0  # pixels outside every mask never vote for a mask
-        best = joint.argmax(1)
-        frac = joint[np.arange(num_sub), best] / np.maximum(cnt, 1)
-        assigned = np.flatnonzero((cnt >= min_pixels) & (frac >= 0.5) & (best > 0))
-        if assigned.size < 2:
-            continue
-        lab = best[assigned]
-        same = lab[:, None] == lab[None, :]
-        ix = np.ix_(assigned, assigned)
-        together[ix] += same
-        covis[ix] += 1
-    np.fill_diagonal(together, 0)
-    link = (together > 0) & (together >= ratio * np.maximum(covis, 1))
-    return sp.csr_matrix(link)
-
-
-def mask_affinity_fn(run, ratio: float = 0.5, progress: bool = True):
-    """``affinity_fn`` for :func:`instgs.segment.segment_anchors` (see :func:`mask_affinity`)."""
-
-    def fn(sub: np.ndarray, num_sub: int):
-        return mask_affinity(run, sub, num_sub, ratio=ratio, progress=progress)
-
-    return fn
