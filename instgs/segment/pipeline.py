@@ -54,7 +54,10 @@ class SegmentConfig:
     pe_freqs: int = 8
     """Frequencies of the positional encoding of anchor positions."""
     pe_dims: Literal["xy", "xyz"] = "xy"
-    """Encoded axes: released code encodes x and y only; 'xyz' adds z."""
+    """Encoded axes: released code encodes x and y only; 'xyz' adds z. On the rendered
+    ScanNet scene0000_00 with trained features, ``--assign kmeans --pe-dims xyz`` scored
+    instance mIoU 52.1 against 17.5 for the released setting; on the synthetic box rooms of
+    the tests the released setting is better (docs/evaluation.md)."""
     pe_weight: float = 1.0
     """Weight of the unit-norm positional part against the unit-norm feature part."""
     assign: Literal["nearest", "kmeans"] = "nearest"
