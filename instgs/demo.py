@@ -1,7 +1,9 @@
 """``instgs demo``: the whole pipeline on the embedded synthetic scene, with no download.
 
 synthetic scene (:mod:`instgs.data.synthetic`) -> ``instgs train --preset scannet``
--> ``instgs segment`` -> ``instgs eval scannet`` against the scene's ground truth.
+-> ``instgs segment`` -> ``instgs eval scannet`` against the scene's ground truth
+-> ``instgs language`` -> ``instgs query`` ("table", "ball") with the scene's oracle text
+features (the synthetic stand-in for CLIP, so no weights are needed).
 Every stage writes its artifact into the run folder; rerunning the demo reuses the scene
 and, with ``--resume``, continues training where it stopped.
 """
@@ -26,7 +28,7 @@ class DemoCommand:
     """Where the synthetic scene is written (reused when complete)."""
     run_dir: Path = Path("runs/demo")
     """Training run folder."""
-    steps: int = 1500
+    steps: int = 1200
     """Training steps (the 30k schedule scaled down; semantics start at 1/3)."""
     max_minutes: float | None = 20.0
     """Wall-clock budget for training (then it evaluates and saves)."""
@@ -42,6 +44,7 @@ class DemoCommand:
         """Run every stage; returns the evaluation JSON path."""
         from instgs.data.synthetic import make_synthetic_scene
         from instgs.eval.cli import EvalScannetCommand
+        from instgs.language.cli import LanguageCommand, QueryCommand
         from instgs.segment.cli import SegmentCommand
         from instgs.train.config import PRESETS
         from instgs.train.trainer import train
@@ -54,11 +57,15 @@ class DemoCommand:
                                   run_dir=self.run_dir, steps=self.steps,
                                   max_minutes=self.max_minutes, backend=self.backend,
                                   resume=self.resume, save_every=500)
-        print(f"[2/4] train ({self.steps} steps) -> {self.run_dir}")
+        print(f"[2/5] train ({self.steps} steps) -> {self.run_dir}")
         train(cfg)
-        print("[3/4] segment")
+        print("[3/5] segment")
         SegmentCommand(run_dir=self.run_dir).run()
-        print("[4/4] evaluate against the ground truth")
+        print("[4/5] evaluate against the ground truth")
         out = EvalScannetCommand(run_dir=self.run_dir, gt=Path(scene)).run()
+        print("[5/5] language features per instance, then text queries")
+        LanguageCommand(run_dir=self.run_dir).run()
+        QueryCommand(run_dir=self.run_dir, texts=("table", "ball"),
+                     text_features=Path(scene) / "text_features.json").run()
         print(f"demo finished in {(time.time() - t0) / 60:.1f} min; results in {self.run_dir}")
         return out
