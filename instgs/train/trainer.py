@@ -165,6 +165,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig):
         from instgs.data import read_scene
 
+        # absolute scene path: later stages (segment, language) reload the scene from the run
+        cfg = dataclasses.replace(cfg, data=Path(cfg.data).resolve())
         self.cfg = cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -194,7 +196,6 @@ class Trainer:
             self._load(ckpt_path)
         else:
             self._init_model()
-        self.elapsed = 0.0 if not cfg.resume else self.elapsed
 
     # ------------------------------------------------------------------ setup
     def _load_images(self, ids: list[int]) -> dict[int, Tensor]:
@@ -469,9 +470,7 @@ def _resize_labels(labels: Tensor, h: int, w: int, path: Path) -> Tensor:
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train a scene with ``cfg``; returns the run directory."""
-    if cfg.device == "auto" and torch.cuda.is_available() is False and cfg.backend == "gsplat":
-        warnings.warn("backend=gsplat needs CUDA; no CUDA device found", stacklevel=2)
+    """Train a scene with ``cfg``; returns the run directory (see :class:`Trainer`)."""
     return Trainer(cfg).train()
 
 
