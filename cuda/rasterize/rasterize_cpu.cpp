@@ -145,6 +145,21 @@ struct Geometry {
   int64_t C, N, K, W, H, TW, TH, NT;
 };
 
+// Cameras C, Gaussians N and channels K from the inputs; tiles of TILE x TILE pixels.
+inline Geometry make_geometry(const at::Tensor& means2d, const at::Tensor& colors,
+                              int64_t width, int64_t height) {
+  Geometry g;
+  g.C = means2d.size(0);
+  g.N = means2d.size(1);
+  g.K = colors.size(2);
+  g.W = width;
+  g.H = height;
+  g.TW = (width + TILE - 1) / TILE;
+  g.TH = (height + TILE - 1) / TILE;
+  g.NT = g.TW * g.TH;
+  return g;
+}
+
 // Pixel rows/columns (tile-local, inclusive) of the tile covered by a Gaussian's box;
 // returns false if none.
 inline bool local_box(const Splat& s, int x0, int y0, int W, int H, int& r0, int& r1,
@@ -309,15 +324,7 @@ std::vector<at::Tensor> rasterize_forward_cpu(
     const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
     const at::Tensor& opacities, const at::Tensor& depths, const at::Tensor& extents,
     const at::Tensor& backgrounds, int64_t width, int64_t height, bool return_top_ids) {
-  Geometry g;
-  g.C = means2d.size(0);
-  g.N = means2d.size(1);
-  g.K = colors.size(2);
-  g.W = width;
-  g.H = height;
-  g.TW = (width + TILE - 1) / TILE;
-  g.TH = (height + TILE - 1) / TILE;
-  g.NT = g.TW * g.TH;
+  const Geometry g = make_geometry(means2d, colors, width, height);
 
   std::vector<Splat> splats;
   pack_splats(g, means2d.data_ptr<float>(), conics.data_ptr<float>(),
@@ -442,15 +449,7 @@ std::vector<at::Tensor> rasterize_backward_cpu(
     const at::Tensor& backgrounds, const at::Tensor& T_final, const at::Tensor& last,
     const at::Tensor& tile_offsets, const at::Tensor& flat_ids,
     const at::Tensor& v_render, const at::Tensor& v_alpha, int64_t width, int64_t height) {
-  Geometry g;
-  g.C = means2d.size(0);
-  g.N = means2d.size(1);
-  g.K = colors.size(2);
-  g.W = width;
-  g.H = height;
-  g.TW = (width + TILE - 1) / TILE;
-  g.TH = (height + TILE - 1) / TILE;
-  g.NT = g.TW * g.TH;
+  const Geometry g = make_geometry(means2d, colors, width, height);
   const int64_t K = g.K;
   const int64_t REC = 6 + K;  // per-intersection record: mx, my, a, b, c, o, colors[K]
 

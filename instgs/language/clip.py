@@ -45,15 +45,9 @@ class ClipModel(tuple):
 
 
 def _import_open_clip() -> Any:
-    from instgs._compat.torchvision_nms import ensure_torchvision
+    from instgs._compat import import_optional
 
-    ensure_torchvision()
-    try:
-        import open_clip
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError("open_clip is not installed: pip install open_clip_torch "
-                          "(or install instgs with its default dependencies)") from e
-    return open_clip
+    return import_optional("open_clip", "open_clip_torch")
 
 
 def _host_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:

@@ -143,15 +143,9 @@ def detect_sam_model_type(state_dict: dict[str, Any]) -> str | None:
 
 
 def _import_segment_anything() -> Any:
-    from instgs._compat.torchvision_nms import ensure_torchvision
+    from instgs._compat import import_optional
 
-    ensure_torchvision()
-    try:
-        import segment_anything
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError("segment_anything is not installed: pip install segment-anything "
-                          "(or install instgs with its default dependencies)") from e
-    return segment_anything
+    return import_optional("segment_anything", "segment-anything")
 
 
 def build_sam(model_type: str, image_size: int = 1024) -> torch.nn.Module:

@@ -27,23 +27,13 @@ def load_view_masks(run, views: list[int]) -> dict[int, Tensor]:
     Raises:
         InputError: no ``language_features/`` folder in the scene.
     """
-    from instgs.masks.io import read_level
-    from instgs.train.trainer import _resize_labels
+    from instgs.train.trainer import load_label_maps
 
     feat_dir = run.scene.root / run.cfg.masks_dir
     if not feat_dir.is_dir():
         raise InputError("no SAM masks for the scene", feat_dir,
                          f"run `instgs masks --data {run.scene.root}`")
-    h, w = run.scene.cameras.height, run.scene.cameras.width
-    out = {}
-    for i in views:
-        stem = run.scene.image_paths[i].stem
-        labels, _ = read_level(feat_dir, stem, run.cfg.sam_level)
-        labels = torch.as_tensor(labels, dtype=torch.int64)
-        if labels.shape != (h, w):
-            labels = _resize_labels(labels, h, w, feat_dir / f"{stem}_s.npy")
-        out[i] = labels
-    return out
+    return load_label_maps(run.scene, feat_dir, run.cfg.sam_level, views)
 
 
 @torch.no_grad()

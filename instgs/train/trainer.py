@@ -35,7 +35,7 @@ from instgs.train.densify import AnchorStats, grow_anchors, prune_anchors
 from instgs.train.losses import instance_feature_losses, photometric_loss, psnr, ssim
 
 __all__ = ["Stage", "STAGES", "stage_at", "expon_lr", "build_optimizer", "Trainer", "train",
-           "load_run", "config_from_dict", "LoadedRun"]
+           "load_run", "config_from_dict", "LoadedRun", "load_label_maps"]
 
 
 @dataclass(frozen=True)
@@ -217,17 +217,9 @@ class Trainer:
                 raise InputError("no SAM masks for instance-feature training", feat_dir,
                                  f"run `instgs masks --data {self.scene.root}` first")
             return None
-        from instgs.masks.io import list_feature_stems, read_level
+        from instgs.masks.io import list_feature_stems
 
-        masks = {}
-        h, w = self.scene.cameras.height, self.scene.cameras.width
-        for i in self.train_ids:
-            stem = self.scene.image_paths[i].stem
-            labels, _ = read_level(feat_dir, stem, cfg.sam_level)
-            labels = torch.as_tensor(labels, dtype=torch.int64)
-            if labels.shape != (h, w):
-                labels = _resize_labels(labels, h, w, feat_dir / f"{stem}_s.npy")
-            masks[i] = labels
+        masks = load_label_maps(self.scene, feat_dir, cfg.sam_level, self.train_ids)
         # documented skips, never a crash deep inside the loop
         stems = {p.stem for p in self.scene.image_paths}
         orphans = [s for s in list_feature_stems(feat_dir) if s not in stems]
@@ -452,6 +444,35 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"])
         self.step = int(ckpt["step"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
+
+
+def load_label_maps(scene, feat_dir: Path, level: str, views: list[int]) -> dict[int, Tensor]:
+    """SAM label maps of ``views`` at the scene's camera resolution.
+
+    Args:
+        scene: a :class:`~instgs.data.SceneData`. feat_dir: the LangSplat-layout folder.
+        level: SAM level name (``default``/``small``/``medium``/``large``).
+        views: view indices.
+
+    Returns:
+        view index -> [H, W] int64 local mask ids, -1 = no mask.
+
+    Raises:
+        InputError: a missing or unreadable mask file, or one whose aspect ratio disagrees
+            with the image (named by :func:`instgs.masks.io.read_level` / ``_resize_labels``).
+    """
+    from instgs.masks.io import read_level
+
+    h, w = scene.cameras.height, scene.cameras.width
+    out = {}
+    for i in views:
+        stem = scene.image_paths[i].stem
+        labels, _ = read_level(feat_dir, stem, level)
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+        if labels.shape != (h, w):
+            labels = _resize_labels(labels, h, w, feat_dir / f"{stem}_s.npy")
+        out[i] = labels
+    return out
 
 
 def _resize_labels(labels: Tensor, h: int, w: int, path: Path) -> Tensor:
