@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import sys
 import time
@@ -90,13 +91,19 @@ class SegmentCommand:
     overwrite: bool = True
     """Replace an existing RUN/instances.npz (--no-overwrite refuses)."""
     valid: Literal["auto", "observed", "all"] = "auto"
-    """Anchors that seed and merge: ``observed`` = top contributor of a masked pixel in some
-    training view (released ``get_well_optimized_pc``; needs the run's scene and masks and
-    renders every training view once), ``all`` = every anchor, ``auto`` = ``observed`` when
-    the run has its config.json and the scene has masks, else ``all``. The others take the
-    label of the nearest valid anchor."""
+    """Anchors that seed and merge: ``observed`` = seen on a masked pixel of some training
+    view (needs the run's scene and masks and renders every training view once): the top
+    contributor there (released ``get_well_optimized_pc``) for runs trained with the
+    ``rendered`` instance target, or the depth-tested projection for ``projected``/``both``;
+    ``all`` = every anchor; ``auto`` = ``observed`` when the run has its config.json and the
+    scene has masks, else ``all``. The others take the label of the nearest valid anchor."""
     refine_iters: int = 0
     """Render-supervised codebook refinement steps (released: 10000; 0 = mean features)."""
+    unobserved: Literal["masks", "nearest"] = "masks"
+    """How anchors outside the observed set get a label (with ``observed`` only):
+    ``nearest`` = the nearest observed anchor's; ``masks`` (instgs) = the majority instance
+    of the SAM masks they project into at twice the depth tolerance, nearest where no mask
+    covers them (docs/instance-features.md)."""
 
     def segment(self):
         """Load, segment, expand and save; returns (path, SegmentResult, n_offsets)."""
@@ -104,6 +111,7 @@ class SegmentCommand:
         ckpt_path = Path(self.run_dir) / CKPT
         feats = check_instance_features(ck["ins_feat"], ck["anchors"].shape[0], ckpt_path)
         valid_mask, refine_fn, t0 = ck["anchor_valid"], None, time.perf_counter()
+        hits = None
         mode = self.valid
         if mode == "auto":
             mode = "observed" if _has_scene_masks(self.run_dir) else "all"
@@ -111,21 +119,39 @@ class SegmentCommand:
         if mode == "observed" or self.refine_iters > 0:
             from instgs.train.trainer import load_run
 
-            from .render_support import codebook_refine_fn, observed_anchors
+            from .render_support import (codebook_refine_fn, collect_mask_hits,
+                                         observed_anchors, vote_unobserved)
 
             loaded = load_run(self.run_dir)
             if mode == "observed":
-                seen = observed_anchors(loaded)
+                rule = "top" if loaded.cfg.loss.instance_target == "rendered" else "projected"
+                if rule == "projected" or self.unobserved == "masks":
+                    hits = collect_mask_hits(loaded)
+                if rule == "projected":
+                    seen = np.zeros(len(ck["anchors"]), bool)
+                    seen[hits.anchor[hits.strict]] = True
+                else:
+                    seen = observed_anchors(loaded, rule="top")
                 valid_mask = seen if valid_mask is None else (valid_mask & seen)
-                print(f"  observed anchors: {int(seen.sum())} / {len(seen)} "
+                print(f"  observed anchors ({rule}): {int(seen.sum())} / {len(seen)} "
                       f"({time.perf_counter() - t0:.1f}s)")
             if self.refine_iters > 0:
                 refine_fn = codebook_refine_fn(loaded, self.refine_iters)
         res = segment_anchors(ck["anchors"], feats, self.config, valid_mask=valid_mask,
                               refine_fn=refine_fn)
-        gauss = expand_to_gaussians(res.anchor_labels, ck["n_offsets"])
+        labels, n_voted = res.anchor_labels, 0
+        if hits is not None and self.unobserved == "masks":
+            t1 = time.perf_counter()
+            labels, n_voted = vote_unobserved(labels, valid_mask, hits)
+            res.timings["vote_unobserved"] = time.perf_counter() - t1
+            res = dataclasses.replace(res, anchor_labels=labels)
+            print(f"  unobserved anchors labelled by their masks: {n_voted} / "
+                  f"{int((~valid_mask).sum())} (the rest: nearest observed anchor)")
+        gauss = expand_to_gaussians(labels, ck["n_offsets"])
         meta = {"config": config_to_dict(self.config), "timings": res.timings,
                 "valid": mode, "refine_iters": self.refine_iters,
+                "unobserved": self.unobserved if mode == "observed" else "nearest",
+                "num_voted": n_voted,
                 "num_anchors": int(len(res.anchor_labels)), "n_offsets": ck["n_offsets"],
                 "num_subobjects": res.num_subobjects, "num_instances": res.num_instances,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -2,14 +2,18 @@
 
 * :func:`observed_anchors`: anchors that are the top contributor of some masked pixel in some
   training view (InstanceGaussian ``get_well_optimized_pc``, reference-implementations.md
-  §1.4 step 1). Anchors never observed are left out of seeding and merging and get the
-  label of their nearest observed neighbour afterwards.
+  §1.4 step 1), or, for runs trained with the ``projected`` target, anchors that pass the
+  depth test of :mod:`instgs.render.visibility` on a masked pixel. Anchors never observed
+  are left out of seeding and merging and get the label of their nearest observed
+  neighbour afterwards.
 * :func:`codebook_refine_fn`: the released code's render-supervised codebook (§1.4 step 3):
   one learnable feature per sub-object, rendered in place of the anchors' features and
   trained with the same cohesion + separation losses on the SAM masks, geometry frozen.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,7 +22,8 @@ from torch import Tensor
 
 from instgs.core.checks import InputError
 
-__all__ = ["observed_anchors", "codebook_refine_fn", "load_view_masks"]
+__all__ = ["observed_anchors", "codebook_refine_fn", "load_view_masks", "MaskHits",
+           "collect_mask_hits", "vote_unobserved"]
 
 
 def load_view_masks(run, views: list[int]) -> dict[int, Tensor]:
@@ -38,25 +43,42 @@ def load_view_masks(run, views: list[int]) -> dict[int, Tensor]:
 
 @torch.no_grad()
 def observed_anchors(run, views: list[int] | None = None, require_mask: bool = True,
-                     progress: bool = True) -> np.ndarray:
-    """Anchors that own the top-contributing Gaussian of at least one (masked) pixel.
+                     progress: bool = True, rule: str = "auto") -> np.ndarray:
+    """Anchors that some training view observes (the ones whose features were trained).
 
     Args:
         run: a :class:`~instgs.train.trainer.LoadedRun`.
         views: view indices (default: the training views).
         require_mask: count only pixels covered by a SAM mask (released behaviour).
+        rule: ``top``: the anchor owns the top-contributing Gaussian of a pixel (released
+            ``get_well_optimized_pc``, for the ``rendered`` instance target); ``projected``:
+            the anchor passes the depth test of :func:`instgs.render.visibility.visible_points`
+            with the run's tolerances (the ``projected`` / ``both`` targets train exactly
+            these anchors); ``auto``: from the run's ``loss.instance_target``.
 
     Returns:
         [N] bool over the run's anchors.
+
+    Raises:
+        ValueError: unknown ``rule``.
     """
     from tqdm import tqdm
 
     from instgs.render import render
 
+    if rule == "auto":
+        rule = "top" if run.cfg.loss.instance_target == "rendered" else "projected"
+    if rule not in ("top", "projected"):
+        raise ValueError(f"unknown observed-anchor rule {rule!r} (top | projected)")
+    n = run.model.num_anchors
+    seen = np.zeros(n, dtype=bool)
+    if rule == "projected":
+        hits = collect_mask_hits(run, views, loose_factor=1.0, require_mask=require_mask,
+                                 progress=progress)
+        seen[hits.anchor] = True
+        return seen
     views = list(run.scene.train_ids) if views is None else views
     masks = load_view_masks(run, views) if require_mask else {}
-    n = run.model.num_anchors
-    seen = torch.zeros(n, dtype=torch.bool)
     for i in tqdm(views, desc="observed anchors", disable=not progress, leave=False):
         ng = run.decode(i)
         out = render(ng.gaussians, run.scene.cameras[i], return_top_ids=True,
@@ -65,8 +87,162 @@ def observed_anchors(run, views: list[int] | None = None, require_mask: bool = T
         ok = top >= 0
         if require_mask:
             ok &= masks[i] >= 0
-        seen[ng.anchor_ids[top[ok]].unique()] = True
-    return seen.numpy()
+        seen[ng.anchor_ids[top[ok]].unique().numpy()] = True
+    return seen
+
+
+@dataclass(frozen=True)
+class MaskHits:
+    """Anchors seen on SAM-masked pixels: one row per (anchor, view) sighting.
+
+    Attributes:
+        anchor: [R] int64 anchor index. view: [R] int64 view index.
+        mask: [R] int64 local mask id of that view's label map (>= 0).
+        strict: [R] bool, the sighting passes the run's own depth tolerance (the anchors the
+            ``projected`` target trained); the others pass only the looser voting tolerance.
+    """
+
+    anchor: np.ndarray
+    view: np.ndarray
+    mask: np.ndarray
+    strict: np.ndarray
+
+
+@torch.no_grad()
+def collect_mask_hits(run, views: list[int] | None = None, loose_factor: float = 2.0,
+                      require_mask: bool = True, progress: bool = True) -> MaskHits:
+    """Render every view once and record which anchors land on which SAM mask.
+
+    An anchor is recorded when it passes :func:`instgs.render.visibility.visible_points`
+    with the run's tolerances (``loss.visibility_tol_abs`` / ``_rel``) times
+    ``loose_factor`` and the pixel under it carries a mask; ``strict`` marks the rows that
+    pass the unscaled tolerances.
+
+    Args:
+        run: a :class:`~instgs.train.trainer.LoadedRun`. views: default the training views.
+        loose_factor: >= 1, widening of the depth tolerance for the looser rows.
+        require_mask: keep only sightings on masked pixels (else unmasked ones have mask -1).
+
+    Returns:
+        :class:`MaskHits`.
+
+    Raises:
+        InputError: no mask folder for the scene. ValueError: ``loose_factor < 1``.
+    """
+    from tqdm import tqdm
+
+    from instgs.render import render
+    from instgs.render.visibility import visible_points
+
+    if loose_factor < 1:
+        raise ValueError(f"loose_factor must be >= 1, got {loose_factor}")
+    lc = run.cfg.loss
+    views = list(run.scene.train_ids) if views is None else views
+    masks = load_view_masks(run, views) if require_mask else {}
+    anchors = run.model.anchors.detach()
+    cols: list[list[np.ndarray]] = [[], [], [], []]
+    for i in tqdm(views, desc="anchor/mask hits", disable=not progress, leave=False):
+        cam = run.scene.cameras[i]
+        out = render(run.decode(i).gaussians, cam, backend=run.cfg.backend)
+        args = (anchors, cam.viewmats[0], cam.Ks[0], out.depth[0], out.alpha[0])
+        idx, pix = visible_points(*args, tol_abs=lc.visibility_tol_abs * loose_factor,
+                                  tol_rel=lc.visibility_tol_rel * loose_factor)
+        strict_idx, _ = visible_points(*args, tol_abs=lc.visibility_tol_abs,
+                                       tol_rel=lc.visibility_tol_rel)
+        if require_mask:
+            m = masks[i].reshape(-1)[pix]
+            on = m >= 0
+            idx, m = idx[on].numpy(), m[on].numpy()
+        else:
+            idx, m = idx.numpy(), np.full(len(idx), -1, np.int64)
+        cols[0].append(idx)
+        cols[1].append(np.full(len(idx), i, np.int64))
+        cols[2].append(m.astype(np.int64))
+        cols[3].append(np.isin(idx, strict_idx.numpy()))
+    cat = [np.concatenate(c) if c else np.zeros(0, t) for c, t in
+           zip(cols, (np.int64, np.int64, np.int64, bool))]
+    return MaskHits(*cat)
+
+
+def vote_unobserved(labels: np.ndarray, observed: np.ndarray, hits: MaskHits,
+                    min_votes: int = 3) -> tuple[np.ndarray, int]:
+    """Label anchors whose features were never trained by the masks they fall into.
+
+    Every (view, mask) with at least ``min_votes`` observed anchors takes the majority
+    instance label of those anchors, with confidence = the majority's share. An unobserved
+    anchor then takes the label with the largest summed confidence over all its sightings;
+    anchors with no usable sighting keep their label (the nearest observed anchor's, from
+    :func:`~instgs.segment.segment_anchors`). instgs addition (docs/instance-features.md);
+    the released code relabels every point with an MLP on (RGB, PE(xyz)) instead.
+
+    Args:
+        labels: [N] int64 instance labels (>= 0) from :func:`segment_anchors`.
+        observed: [N] bool, the anchors seeding and merging used.
+        hits: :class:`MaskHits` over the same anchors.
+        min_votes: observed anchors a mask needs before it may vote.
+
+    Returns:
+        (new labels [N] int64, number of anchors relabelled by a vote).
+
+    Raises:
+        InputError: shape mismatch or negative labels.
+    """
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    observed = np.asarray(observed, bool).reshape(-1)
+    if observed.shape != labels.shape:
+        raise InputError(f"observed has {observed.shape[0]} entries, labels {labels.shape[0]}")
+    if len(labels) and labels.min() < 0:
+        raise InputError("labels must be >= 0 (run segment_anchors first)")
+    out = labels.copy()
+    if len(hits.anchor) == 0 or len(labels) == 0:
+        return out, 0
+    k = int(labels.max()) + 1
+    keep = hits.mask >= 0
+    hits = MaskHits(hits.anchor[keep], hits.view[keep], hits.mask[keep], hits.strict[keep])
+    if len(hits.anchor) == 0:
+        return out, 0
+    _, group = np.unique(np.stack([hits.view, hits.mask], 1), axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    g = int(group.max()) + 1
+    obs_row = observed[hits.anchor]
+    votes = np.zeros((g, k), np.float64)
+    np.add.at(votes, (group[obs_row], labels[hits.anchor[obs_row]]), 1.0)
+    total = votes.sum(1)
+    usable = total >= min_votes
+    g_label = votes.argmax(1)
+    g_conf = votes.max(1) / np.maximum(total, 1.0)
+    rows = ~obs_row & usable[group]
+    if not rows.any():
+        return out, 0
+    a = hits.anchor[rows]
+    ua, ai = np.unique(a, return_inverse=True)
+    score = np.zeros((len(ua), k), np.float64)
+    np.add.at(score, (ai, g_label[group[rows]]), g_conf[group[rows]])
+    out[ua] = score.argmax(1)
+    return out, int(len(ua))
+
+
+def vote_unobserved_ref(labels, observed, hits: MaskHits, min_votes: int = 3) -> list[int]:
+    """Loop twin of :func:`vote_unobserved` (tests only); ties go to the smallest label."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for a, v, m in zip(hits.anchor.tolist(), hits.view.tolist(), hits.mask.tolist()):
+        if observed[a] and m >= 0:
+            groups.setdefault((v, m), []).append(int(labels[a]))
+    verdict = {}
+    for key, labs in groups.items():
+        if len(labs) >= min_votes:
+            best = min(set(labs), key=lambda x: (-labs.count(x), x))
+            verdict[key] = (best, labs.count(best) / len(labs))
+    score: dict[int, dict[int, float]] = {}
+    for a, v, m in zip(hits.anchor.tolist(), hits.view.tolist(), hits.mask.tolist()):
+        if not observed[a] and (v, m) in verdict:
+            lab, conf = verdict[(v, m)]
+            score.setdefault(a, {}).setdefault(lab, 0.0)
+            score[a][lab] += conf
+    out = [int(x) for x in labels]
+    for a, sc in score.items():
+        out[a] = min(sc, key=lambda x: (-sc[x], x))
+    return out
 
 
 def codebook_refine_fn(run, iters: int = 300, lr: float = 1e-3, progress: bool = True):

@@ -29,7 +29,8 @@ from torch import Tensor
 from instgs.core.checks import check_shape
 
 __all__ = ["LossConfig", "l1_loss", "ssim", "psnr", "photometric_loss", "mask_means",
-           "cohesion_loss", "separation_loss", "instance_feature_losses"]
+           "cohesion_loss", "separation_loss", "instance_feature_losses",
+           "projected_instance_losses"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,16 @@ class LossConfig:
     in both semantic phases (seed 004 Eq. 3). ``none``: OpenGaussian's untruncated loss."""
     truncation_threshold: float = 0.4
     """Distance threshold of the truncation (0.4 in both paper and code)."""
+    instance_target: Literal["rendered", "projected", "both"] = "rendered"
+    """What the mask losses act on. ``rendered`` (OpenGaussian / InstanceGaussian, paper and
+    code): the alpha-blended feature map, one extra render pass per step. ``projected``
+    (instgs): the features of the anchors that project into each mask and pass a depth
+    test against the step's rendered depth (:func:`projected_instance_losses`); no feature
+    render, geometry untouched by the feature loss. ``both``: the sum."""
+    visibility_tol_abs: float = 0.05
+    """``projected``: absolute depth tolerance of the visibility test (scene units)."""
+    visibility_tol_rel: float = 0.02
+    """``projected``: relative depth tolerance (fraction of the rendered depth)."""
 
 
 def l1_loss(pred: Tensor, gt: Tensor) -> Tensor:
@@ -121,14 +132,17 @@ def mask_means(feat: Tensor, masks: Tensor, alpha: Tensor, alpha_threshold: floa
     """Mean rendered feature per mask over pixels with alpha above the threshold.
 
     Args:
-        feat: [H, W, D] rendered features.
-        masks: [H, W] int64 local mask ids 0..M-1, -1 = no mask.
-        alpha: [H, W] or [H, W, 1] rendered alpha.
+        feat: [H, W, D] rendered features (or any [..., D] set of samples, e.g. [P, D]
+            projected points).
+        masks: [H, W] (matching ``feat.shape[:-1]``) int64 local mask ids 0..M-1, -1 = none.
+        alpha: [H, W] or [H, W, 1] rendered alpha (ones for projected points).
 
     Returns:
         means [M, D] and the number of contributing pixels per mask [M] (float).
     """
-    check_shape("feat", feat, "H W D")
+    check_shape("feat", feat, "* D")
+    if masks.shape != feat.shape[:-1]:
+        raise ValueError(f"masks {tuple(masks.shape)} do not match feat {tuple(feat.shape)}")
     m = int(masks.max()) + 1 if masks.numel() and masks.max() >= 0 else 0
     d = feat.shape[-1]
     valid = (masks >= 0) & (alpha.reshape(masks.shape) > alpha_threshold)
@@ -142,7 +156,8 @@ def cohesion_loss(feat: Tensor, masks: Tensor, means: Tensor, keep: Tensor) -> T
     """Intra-mask cohesion (OpenGaussian Eq. 1).
 
     Args:
-        feat: [H, W, D]; masks: [H, W] local ids (-1 none); means: [M, D] mask means;
+        feat: [H, W, D] (or [P, D]); masks: [H, W] (or [P]) local ids (-1 none);
+        means: [M, D] mask means;
         keep: [M] bool masks that take part.
 
     Returns:
@@ -191,7 +206,7 @@ def separation_loss(means: Tensor, truncate_sq_dist: Tensor | None = None,
 def instance_feature_losses(feat: Tensor, alpha: Tensor, masks: Tensor, cfg: LossConfig,
                             phase: Literal["separate", "joint"], mapped: bool = True
                             ) -> dict[str, Tensor]:
-    """Cohesion + separation for one view.
+    """Cohesion + separation for one view on a rendered feature map (``rendered`` target).
 
     Args:
         feat: [H, W, D] rendered instance features; ``mapped=True`` means they were rendered
@@ -203,7 +218,40 @@ def instance_feature_losses(feat: Tensor, alpha: Tensor, masks: Tensor, cfg: Los
     Returns:
         dict with ``cohesion``, ``separation`` (scalars) and ``num_masks`` (int tensor).
     """
+    check_shape("feat", feat, "H W D")
     means, counts = mask_means(feat, masks, alpha, cfg.alpha_threshold)
+    return _mask_losses(feat, masks, means, counts, cfg, phase, mapped)
+
+
+def projected_instance_losses(point_feat: Tensor, point_masks: Tensor, cfg: LossConfig,
+                              phase: Literal["separate", "joint"], mapped: bool = True
+                              ) -> dict[str, Tensor]:
+    """Cohesion + separation for one view on the features of the points it sees
+    (``projected`` target, instgs).
+
+    The same OpenGaussian losses as :func:`instance_feature_losses`, with the pixels of a
+    mask replaced by the anchors that project into it and pass the depth test
+    (:func:`instgs.render.visibility.visible_points`): each anchor's own feature instead of
+    an alpha-blend of its neighbours'. A mask needs ``cfg.min_mask_pixels`` such anchors.
+
+    Args:
+        point_feat: [P, D] features of the visible anchors, in the same space as the rendered
+            ones (``(normalize(f) + 1) / 2`` when ``mapped``).
+        point_masks: [P] int64 local mask id under each anchor (-1 none).
+        cfg, phase, mapped: as in :func:`instance_feature_losses`.
+
+    Returns:
+        dict with ``cohesion``, ``separation`` (scalars) and ``num_masks`` (int tensor).
+    """
+    check_shape("point_feat", point_feat, "P D")
+    check_shape("point_masks", point_masks, "P", P=point_feat.shape[0])
+    ones = point_feat.new_ones(point_masks.shape)
+    means, counts = mask_means(point_feat, point_masks, ones, 0.0)
+    return _mask_losses(point_feat, point_masks, means, counts, cfg, phase, mapped)
+
+
+def _mask_losses(feat: Tensor, masks: Tensor, means: Tensor, counts: Tensor, cfg: LossConfig,
+                 phase: str, mapped: bool) -> dict[str, Tensor]:
     keep = counts >= cfg.min_mask_pixels
     kept = means[keep]
     trunc = None

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from instgs.core.artifacts import (atomic_torch_save, config_to_dict, update_manifest,
@@ -32,7 +33,8 @@ from instgs.core.checks import InputError
 from instgs.model.scaffold import ScaffoldModel
 from instgs.train.config import TrainConfig
 from instgs.train.densify import AnchorStats, grow_anchors, prune_anchors
-from instgs.train.losses import instance_feature_losses, photometric_loss, psnr, ssim
+from instgs.train.losses import (instance_feature_losses, photometric_loss,
+                                 projected_instance_losses, psnr, ssim)
 
 __all__ = ["Stage", "STAGES", "stage_at", "expon_lr", "build_optimizer", "Trainer", "train",
            "load_run", "config_from_dict", "LoadedRun", "load_label_maps"]
@@ -293,6 +295,25 @@ class Trainer:
                      backend=self.cfg.backend, return_top_ids=return_top_ids)
         return ng, out, (out if feat is not None else None)
 
+    def projected_losses(self, i: int, out, phase: str) -> dict[str, Tensor]:
+        """The ``projected`` instance-feature target for view ``i`` (see
+        :func:`instgs.train.losses.projected_instance_losses`): anchors that pass the depth
+        test against this step's render (``out``, detached) take the SAM mask id under them.
+        """
+        from instgs.render.visibility import visible_points
+
+        cam, lc = self.cams[i], self.cfg.loss
+        idx, pix = visible_points(self.model.anchors.detach(), cam.viewmats[0], cam.Ks[0],
+                                  out.depth[0].detach(), out.alpha[0].detach(),
+                                  tol_abs=lc.visibility_tol_abs, tol_rel=lc.visibility_tol_rel)
+        ids = self.masks[i].to(self.device).reshape(-1)[pix]
+        on = ids >= 0
+        idx, ids = idx[on], ids[on]
+        f = F.normalize(self.model.ins_feat[idx], dim=-1)
+        if self.cfg.render_mapped_features:
+            f = (f + 1) / 2
+        return projected_instance_losses(f, ids, lc, phase, mapped=self.cfg.render_mapped_features)
+
     def _set_lr(self) -> None:
         for g in self.optimizer.param_groups:
             g["lr"] = self.sched[g["name"]](self.step)
@@ -304,8 +325,10 @@ class Trainer:
         self._set_lr()
         bg = (torch.rand(3, device=self.device) if cfg.random_background
               else torch.zeros(3, device=self.device))
+        target = cfg.loss.instance_target
+        rendered = stage.semantic and target in ("rendered", "both")
         ng, out, fout = self.render_view(
-            i, background=bg, features="instance" if stage.semantic else None,
+            i, background=bg, features="instance" if rendered else None,
             detach_features=stage.detach_geometry)
         gt = self.images[i].to(self.device).float() / 255.0
         rgb = out.rgb[0]
@@ -321,6 +344,12 @@ class Trainer:
                 + cfg.loss.lambda_cohesion * sem["cohesion"]
             logs["l_sep"] = float(sem["separation"].detach())
             logs["l_coh"] = float(sem["cohesion"].detach())
+        if stage.semantic and target in ("projected", "both") and self.model.ins_feat is not None:
+            sem = self.projected_losses(i, out, stage.name)
+            loss = loss + cfg.loss.lambda_separation * sem["separation"] \
+                + cfg.loss.lambda_cohesion * sem["cohesion"]
+            logs["l_sep_proj"] = float(sem["separation"].detach())
+            logs["l_coh_proj"] = float(sem["cohesion"].detach())
         means2d = out.means2d
         track = self.densify_on and self.step >= cfg.scale(cfg.densify.start_stat) \
             and self.step <= cfg.scale(cfg.densify.update_until) and means2d.requires_grad

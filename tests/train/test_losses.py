@@ -5,7 +5,8 @@ import math
 import torch
 
 from instgs.train.losses import (LossConfig, cohesion_loss, instance_feature_losses,
-                                 mask_means, psnr, separation_loss, ssim)
+                                 mask_means, projected_instance_losses, psnr, separation_loss,
+                                 ssim)
 
 
 def test_ssim_identity_and_psnr():
@@ -65,3 +66,46 @@ def test_released_truncation_only_in_joint_phase():
     assert float(sep) > 0 and float(joint) == 0
     paper = LossConfig(min_mask_pixels=1, truncation="paper")
     assert float(instance_feature_losses(feat, alpha, masks, paper, "separate")["separation"]) == 0
+
+
+def test_projected_losses_equal_rendered_losses_on_the_same_samples():
+    # One projected point per pixel with full alpha: both targets see the same samples.
+    g = torch.Generator().manual_seed(0)
+    feat = torch.rand(6, 5, 4, generator=g)
+    masks = torch.randint(-1, 3, (6, 5), generator=g)
+    cfg = LossConfig(min_mask_pixels=2)
+    for phase in ("separate", "joint"):
+        a = instance_feature_losses(feat, torch.ones(6, 5, 1), masks, cfg, phase)
+        b = projected_instance_losses(feat.reshape(-1, 4), masks.reshape(-1), cfg, phase)
+        for k in ("cohesion", "separation", "num_masks"):
+            assert torch.allclose(a[k].float(), b[k].float()), k
+
+
+def test_projected_losses_pull_masks_together_and_apart():
+    g = torch.Generator().manual_seed(1)
+    f = torch.rand(40, 6, generator=g, requires_grad=True)
+    ids = torch.arange(40) % 2
+    ids[::7] = -1  # points on unmasked pixels take no part
+    opt = torch.optim.Adam([f], lr=0.05)
+    cfg = LossConfig(min_mask_pixels=3)
+    for _ in range(200):
+        x = (torch.nn.functional.normalize(f, dim=-1) + 1) / 2
+        loss = projected_instance_losses(x, ids, cfg, "separate")
+        opt.zero_grad()
+        (loss["separation"] + 0.1 * loss["cohesion"]).backward()
+        opt.step()
+    x = torch.nn.functional.normalize(f.detach(), dim=-1)
+    m0, m1 = x[ids == 0].mean(0), x[ids == 1].mean(0)
+    spread = max(float((x[ids == 0] - m0).norm(dim=1).max()),
+                 float((x[ids == 1] - m1).norm(dim=1).max()))
+    assert float((m0 - m1).norm()) > 4 * spread
+
+
+def test_projected_losses_check_shapes():
+    import pytest
+
+    from instgs.core.checks import ShapeError
+
+    with pytest.raises(ShapeError):
+        projected_instance_losses(torch.rand(5, 3), torch.zeros(4, dtype=torch.long),
+                                  LossConfig(), "separate")

@@ -52,8 +52,11 @@ def test_appearance_training_improves_fit(tiny_scene, tmp_path):
     assert tr.evaluate(tr.train_ids)["psnr"] > before + 2.0
 
 
-def test_semantic_training_writes_run(tiny_scene, tmp_path):
-    tr = Trainer(_cfg(tiny_scene, tmp_path / "run", steps=30))
+@pytest.mark.parametrize("target", ["projected", "rendered", "both"])
+def test_semantic_training_writes_run(tiny_scene, tmp_path, target):
+    cfg = _cfg(tiny_scene, tmp_path / "run", steps=30)
+    tr = Trainer(dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss,
+                                                                   instance_target=target)))
     assert tr.semantics and tr.model.fixed_anchors
     i = tr.train_ids[0]
     feat0 = tr.model.ins_feat.detach().clone()
@@ -65,7 +68,7 @@ def test_semantic_training_writes_run(tiny_scene, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["step"] == 30 and metrics["psnr"] is not None
     ckpt = torch.load(run / "ckpt/latest.pt", weights_only=False)
-    assert ckpt["ins_feat"].shape == (tr.model.num_anchors, 6)
+    assert ckpt["ins_feat"].shape == (tr.model.num_anchors, cfg.model.ins_feat_dim)
     # the semantic phases changed the instance features
     loaded = load_run(run)
     assert loaded.model.num_anchors == tr.model.num_anchors
@@ -137,4 +140,4 @@ def test_orphan_and_empty_masks_are_documented_skips(tiny_scene, tmp_path):
     empty_view = next(i for i in tr.train_ids if tr.scene.image_paths[i].stem == stems[0])
     tr.step = 25  # joint phase
     logs = tr.train_step(empty_view)  # the empty view trains without error
-    assert logs["l_sep"] == 0.0
+    assert logs["l_sep_proj"] == 0.0 and logs["l_coh_proj"] == 0.0

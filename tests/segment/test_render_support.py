@@ -1,0 +1,123 @@
+"""The render-based helpers of ``instgs segment`` on a tiny trained run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from instgs.render import render
+from instgs.render.visibility import visible_points
+from instgs.segment.render_support import load_view_masks, observed_anchors
+from instgs.train.config import PRESETS
+from instgs.train.trainer import Trainer, load_run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from instgs.data.synthetic import make_synthetic_scene
+
+    root = tmp_path_factory.mktemp("rs")
+    make_synthetic_scene(root / "scene", num_views=6, num_test_views=1, width=48, height=36,
+                         num_points=3000, num_objects=2, progress=False)
+    cfg = dataclasses.replace(PRESETS["scannet"][1], data=root / "scene", run_dir=root / "run",
+                              steps=20, progress=False, save_every=0, backend="cpu")
+    Trainer(cfg).train()
+    return load_run(root / "run")
+
+
+def test_projected_rule_is_the_union_of_depth_tested_masked_anchors(tiny_run):
+    run = tiny_run
+    got = observed_anchors(run, progress=False)  # auto -> projected for this preset
+    assert got.dtype == bool and got.shape == (run.model.num_anchors,)
+    assert 0 < got.sum() < len(got)
+    views = list(run.scene.train_ids)
+    masks = load_view_masks(run, views)
+    want = np.zeros(len(got), bool)
+    with torch.no_grad():
+        for i in views:
+            cam = run.scene.cameras[i]
+            out = render(run.decode(i).gaussians, cam, backend="cpu")
+            idx, pix = visible_points(run.model.anchors, cam.viewmats[0], cam.Ks[0],
+                                      out.depth[0], out.alpha[0])
+            want[idx[masks[i].reshape(-1)[pix] >= 0].numpy()] = True
+    assert (got == want).all()
+    # without the mask requirement at least as many anchors are observed
+    assert (observed_anchors(run, require_mask=False, progress=False) >= got).all()
+
+
+def test_top_rule_and_unknown_rule(tiny_run):
+    top = observed_anchors(tiny_run, rule="top", progress=False)
+    assert top.dtype == bool and 0 < top.sum() < len(top)
+    with pytest.raises(ValueError, match="unknown observed-anchor rule"):
+        observed_anchors(tiny_run, rule="nearest", progress=False)
+
+
+def test_segment_command_with_observed_anchors(tiny_run, capsys):
+    from instgs.segment import SegmentConfig
+    from instgs.segment.cli import SegmentCommand
+    from instgs.segment.labels import load_instances
+
+    path = SegmentCommand(tiny_run.run_dir, SegmentConfig(num_seeds=50), valid="auto").run()
+    got = load_instances(path)
+    assert got.meta["valid"] == "observed" and got.meta["unobserved"] == "masks"
+    assert len(got.anchor_labels) == tiny_run.model.num_anchors
+    assert (got.anchor_labels >= 0).all()
+    assert "observed anchors" in capsys.readouterr().out
+
+
+def _hits(rows):
+    from instgs.segment.render_support import MaskHits
+
+    a = np.array(rows, np.int64).reshape(-1, 3)
+    return MaskHits(a[:, 0], a[:, 1], a[:, 2], np.ones(len(a), bool))
+
+
+def test_vote_unobserved_toy():
+    from instgs.segment.render_support import vote_unobserved
+
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 0, 0])
+    observed = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0], bool)
+    hits = _hits([
+        # view 0: mask 0 holds anchors 0, 1, 2 (instance 0) and unobserved 6
+        [0, 0, 0], [1, 0, 0], [2, 0, 0], [6, 0, 0],
+        # view 0: mask 1 holds anchors 3, 4, 5 (instance 1) and unobserved 7
+        [3, 0, 1], [4, 0, 1], [5, 0, 1], [7, 0, 1],
+        # view 1: mask 0 has only two observed anchors (< min_votes): no vote for 8
+        [3, 1, 0], [4, 1, 0], [8, 1, 0],
+        # an unmasked sighting never votes
+        [0, 2, -1], [8, 2, -1]])
+    out, n = vote_unobserved(labels, observed, hits, min_votes=3)
+    assert out.tolist() == [0, 0, 0, 1, 1, 1, 0, 1, 0] and n == 2
+    assert vote_unobserved(labels, observed, hits, min_votes=2)[0][8] == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vote_unobserved_matches_reference(seed):
+    from instgs.segment.render_support import MaskHits, vote_unobserved, vote_unobserved_ref
+
+    rng = np.random.default_rng(seed)
+    n, r = 300, 3000
+    labels = rng.integers(0, 6, n)
+    observed = rng.random(n) < 0.7
+    hits = MaskHits(rng.integers(0, n, r), rng.integers(0, 5, r), rng.integers(-1, 8, r),
+                    rng.random(r) < 0.5)
+    out, voted = vote_unobserved(labels, observed, hits)
+    ref = vote_unobserved_ref(labels, observed, hits)
+    assert out.tolist() == ref
+    assert 0 < voted <= (~observed).sum()
+    assert (out[observed] == labels[observed]).all()
+
+
+def test_collect_mask_hits_strict_rows_are_the_observed_anchors(tiny_run):
+    from instgs.segment.render_support import collect_mask_hits
+
+    hits = collect_mask_hits(tiny_run, loose_factor=2.0, progress=False)
+    assert (hits.mask >= 0).all() and hits.strict.any() and not hits.strict.all()
+    seen = np.zeros(tiny_run.model.num_anchors, bool)
+    seen[hits.anchor[hits.strict]] = True
+    assert (seen == observed_anchors(tiny_run, progress=False)).all()
+    with pytest.raises(ValueError, match="loose_factor"):
+        collect_mask_hits(tiny_run, loose_factor=0.5, progress=False)
