@@ -2,7 +2,7 @@
 view's own rendered depth.
 
 This is how instgs ties SAM masks to anchors without rendering feature maps (the
-``projected`` instance-feature target, docs/segmentation.md): a point is *visible* in a view
+``projected`` instance-feature target, docs/instance-features.md): a point is *visible* in a view
 when it projects inside the image, in front of the camera, onto a pixel the render covers
 (alpha above ``min_alpha``), and its camera depth agrees with the rendered expected depth to
 within ``max(tol_abs, tol_rel * depth)``. It is the depth test of MaskClustering-style 2D-mask

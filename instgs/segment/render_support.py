@@ -97,7 +97,8 @@ class MaskHits:
 
     Attributes:
         anchor: [R] int64 anchor index. view: [R] int64 view index.
-        mask: [R] int64 local mask id of that view's label map (>= 0).
+        mask: [R] int64 local mask id of that view's label map (-1 only for the unmasked
+            sightings that ``require_mask=False`` keeps).
         strict: [R] bool, the sighting passes the run's own depth tolerance (the anchors the
             ``projected`` target trained); the others pass only the looser voting tolerance.
     """

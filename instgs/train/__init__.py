@@ -8,7 +8,7 @@ __all__ = ["TrainConfig", "PRESETS", "train"]
 
 
 def train(cfg: TrainConfig):
-    """Train with ``cfg`` and return the run directory (see :class:`~instgs.train.trainer.Trainer`)."""
+    """Train with ``cfg``; returns the run directory (:class:`~instgs.train.trainer.Trainer`)."""
     from .trainer import train as _train
 
     return _train(cfg)

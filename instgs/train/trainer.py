@@ -312,7 +312,8 @@ class Trainer:
         f = F.normalize(self.model.ins_feat[idx], dim=-1)
         if self.cfg.render_mapped_features:
             f = (f + 1) / 2
-        return projected_instance_losses(f, ids, lc, phase, mapped=self.cfg.render_mapped_features)
+        return projected_instance_losses(f, ids, lc, phase,
+                                         mapped=self.cfg.render_mapped_features)
 
     def _set_lr(self) -> None:
         for g in self.optimizer.param_groups:
