@@ -148,8 +148,8 @@ def collect_mask_hits(run, views: list[int] | None = None, loose_factor: float =
         args = (anchors, cam.viewmats[0], cam.Ks[0], out.depth[0], out.alpha[0])
         idx, pix = visible_points(*args, tol_abs=lc.visibility_tol_abs * loose_factor,
                                   tol_rel=lc.visibility_tol_rel * loose_factor)
-        strict_idx, _ = visible_points(*args, tol_abs=lc.visibility_tol_abs,
-                                       tol_rel=lc.visibility_tol_rel)
+        strict_idx = idx if loose_factor == 1 else visible_points(
+            *args, tol_abs=lc.visibility_tol_abs, tol_rel=lc.visibility_tol_rel)[0]
         if require_mask:
             m = masks[i].reshape(-1)[pix]
             on = m >= 0
