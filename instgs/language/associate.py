@@ -21,12 +21,13 @@ negative; see docs/language.md). The best mask of a view is kept when its score 
 
 Silhouettes (``silhouette``):
 
-* ``"alone"`` (released behaviour; see :data:`PRESETS`): the instance rendered without the rest of the scene,
-  alpha > ``silhouette_threshold``. The fast path splats all instances of a view at once by
-  accumulating ``log(1 - alpha_i)`` per (instance, pixel) over each Gaussian's footprint -- the
-  alpha of a set of Gaussians rendered alone, ``1 - prod(1 - alpha_i)``, does not depend on their
-  depth order. ``alone_method="render"`` is its slow reference twin (one
-  :func:`instgs.render.render` per instance and view).
+* ``"alone"`` (released behaviour; see :data:`PRESETS`): the instance rendered without the
+  rest of the scene, alpha > ``silhouette_threshold``. The fast path splats all instances of
+  a view at once by accumulating ``log(1 - alpha_i)`` per (instance, pixel) over each
+  Gaussian's footprint -- the alpha of a set of Gaussians rendered alone,
+  ``1 - prod(1 - alpha_i)``, does not depend on their depth order.
+  ``alone_method="render"`` is its slow reference twin (one :func:`instgs.render.render` per
+  instance and view).
 * ``"visible"`` (default): the pixels where the instance owns the front-most contributor
   (``top_ids``) and the full render's alpha > threshold -- occlusion-aware, one render per
   view. On the ScanNet render it gave the better text-query mIoU (docs/language.md).
@@ -34,6 +35,11 @@ Silhouettes (``silhouette``):
 Instances with fewer than ``min_visible_anchors`` anchors projecting into the view, or whose
 silhouette covers more than ``max_coverage`` of the image, are skipped in that view
 (InstanceGaussian: 3 anchors, 95 %).
+
+Containment fallback (instgs, ``fallback_min_views``; off in :data:`PRESETS`): instances kept
+in fewer views than that (fragments, whose IoU with a whole-object mask stays small) are
+matched again with ``|silhouette & mask| / |silhouette| x (1 - L1)`` > ``min_containment``
+and pooled from those matches.
 
 Output: ``RUN/language.npz`` (see :func:`save_language`), and optionally an OpenGaussian /
 InstanceGaussian ``cluster_lang.npz`` (:func:`export_cluster_lang`).
@@ -107,6 +113,14 @@ class LanguageConfig:
     """Skip an instance in a view when its silhouette covers more than this image fraction."""
     min_mask_pixels: int = 10
     """SAM masks smaller than this (at the run's resolution) are ignored (IG ``filter_th``)."""
+    fallback_min_views: int = 2
+    """Instances matched in fewer views than this (small fragments, whose IoU with any
+    whole-object mask stays below ``min_score``) are matched again by containment: in every
+    view, the mask holding the largest share of the silhouette, kept when that share x
+    (1 - L1) > ``min_containment``; their feature is pooled from those matches instead.
+    0 = off (the released behaviour). instgs addition (docs/language.md)."""
+    min_containment: float = 0.5
+    """Threshold of the containment fallback."""
     sam_level: Literal["default", "small", "medium", "large"] | None = None
     """Mask level to match; None = the level the run was trained on."""
     views: Literal["train", "all"] = "train"
@@ -120,10 +134,11 @@ class LanguageConfig:
 
 
 PRESETS: dict[str, LanguageConfig] = {
-    "instancegaussian-scannet": LanguageConfig(silhouette="alone"),
-    "instancegaussian-lerf": LanguageConfig(silhouette="alone", pooling="mean", min_score=0.2),
+    "instancegaussian-scannet": LanguageConfig(silhouette="alone", fallback_min_views=0),
+    "instancegaussian-lerf": LanguageConfig(silhouette="alone", pooling="mean", min_score=0.2,
+                                            fallback_min_views=0),
     "opengaussian": LanguageConfig(silhouette="alone", pooling="mean", min_score=0.2,
-                                   silhouette_threshold=0.8),
+                                   silhouette_threshold=0.8, fallback_min_views=0),
 }
 """Named settings: InstanceGaussian ScanNet (default) / LeRF (``min_score`` is per scene
 there: 0.5 figurines, 0.2 ramen, 0.5 teatime, 0.2 waldo_kitchen), OpenGaussian Stage 3."""
@@ -138,7 +153,7 @@ class ViewMatches:
         instance_ids: [R] int64 instance ids.
         mask_ids: [R] int64 level-local mask ids.
         scores: [R] float32 IoU x (1 - L1).
-        ious: [R] float32.
+        ious: [R] float32 IoU (the containment share for containment matches).
         mask_pixels: [R] int64 matched-mask pixel count (at the run's resolution).
         clip: [R, 512] float32 CLIP rows of the matched masks ([R, 0] without features).
     """
@@ -165,6 +180,9 @@ class LanguageFeatures:
         config: the :class:`LanguageConfig` as plain data.
         meta: plain data (clip_features_available, sam_level, views, n_offsets, timings,
             anchor-label digest).
+        containment_only: [K] bool, the feature came from the containment fallback alone
+            (a fragment inside one object's mask); None = all False. Queries leave these
+            parts of objects out unless asked (:func:`instgs.language.query.query_instances`).
     """
 
     instance_features: np.ndarray
@@ -173,6 +191,7 @@ class LanguageFeatures:
     instance_ids: np.ndarray
     config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    containment_only: np.ndarray | None = None
 
 
 def labels_digest(anchor_labels: np.ndarray) -> str:
@@ -341,8 +360,44 @@ def match_masks(sil: Tensor, labels: Tensor, inst_feats: Tensor, mask_feats: Ten
     inter = silf @ onehot  # [G, Mk]
     union = silf.sum(1, keepdim=True) + onehot.sum(0)[None] - inter
     iou = inter / union.clamp(min=1)
+    return iou * feature_agreement(inst_feats, mask_feats, feat_range), iou
+
+
+def feature_agreement(inst_feats: Tensor, mask_feats: Tensor, feat_range: float = 1.0
+                      ) -> Tensor:
+    """``clamp(1 - mean|f - g| / feat_range, 0, 1)`` for every (instance, mask) pair.
+
+    Args:
+        inst_feats: [G, F]. mask_feats: [Mk, F]. feat_range: range of one channel.
+
+    Returns:
+        [G, Mk] float32.
+    """
     l1 = (inst_feats[:, None, :].float() - mask_feats[None].float()).abs().mean(-1) / feat_range
-    return iou * (1 - l1).clamp(0, 1), iou
+    return (1 - l1).clamp(0, 1)
+
+
+def match_containment(sil: Tensor, labels: Tensor, inst_feats: Tensor, mask_feats: Tensor,
+                      feat_range: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Containment score of every (silhouette, mask) pair: |sil & mask| / |sil| x (1 - L1).
+
+    The fallback of :func:`match_masks` for fragments much smaller than any mask (instgs).
+
+    Args:
+        as :func:`match_masks`.
+
+    Returns:
+        (scores [G, Mk] float32, containment [G, Mk] float32 in [0, 1]).
+    """
+    mk, g = mask_feats.shape[0], sil.shape[0]
+    if mk == 0 or g == 0:
+        z = torch.zeros(g, mk)
+        return z, z.clone()
+    lab = torch.where(labels >= 0, labels, torch.full_like(labels, mk))
+    silf = sil.float()
+    inter = torch.zeros(g, mk + 1).index_add_(1, lab, silf)[:, :mk]
+    cont = inter / silf.sum(1, keepdim=True).clamp(min=1)
+    return cont * feature_agreement(inst_feats, mask_feats, feat_range), cont
 
 
 def match_masks_reference(sil: Tensor, labels: Tensor, inst_feats: Tensor, mask_feats: Tensor,
@@ -360,6 +415,22 @@ def match_masks_reference(sil: Tensor, labels: Tensor, inst_feats: Tensor, mask_
             ious[i, m] = iou
             scores[i, m] = iou * min(max(1.0 - l1, 0.0), 1.0)
     return scores, ious
+
+
+def match_containment_reference(sil: Tensor, labels: Tensor, inst_feats: Tensor,
+                                mask_feats: Tensor, feat_range: float = 1.0
+                                ) -> tuple[Tensor, Tensor]:
+    """Reference twin of :func:`match_containment` (explicit loops)."""
+    g, mk = sil.shape[0], mask_feats.shape[0]
+    scores, cont = torch.zeros(g, mk), torch.zeros(g, mk)
+    for i in range(g):
+        size = float(sil[i].sum())
+        for m in range(mk):
+            c = float((sil[i] & (labels == m)).sum()) / size if size > 0 else 0.0
+            l1 = float((inst_feats[i].float() - mask_feats[m].float()).abs().mean()) / feat_range
+            cont[i, m] = c
+            scores[i, m] = c * min(max(1.0 - l1, 0.0), 1.0)
+    return scores, cont
 
 
 # --------------------------------------------------------------------------- pooling
@@ -446,8 +517,13 @@ def _silhouettes(cfg: LanguageConfig, g, camera, grp: Tensor, n: int, out, alpha
 @torch.no_grad()
 def _view_matches(ng, camera, labels: Tensor, clip_rows: np.ndarray, anchor_labels: Tensor,
                   inst_feats: Tensor, mapped: bool, cfg: LanguageConfig, backend: str,
-                  view: int) -> ViewMatches:
-    """Match the instances of one decoded view to its masks (see the module docstring)."""
+                  view: int) -> tuple[ViewMatches, ViewMatches]:
+    """Match the instances of one decoded view to its masks (see the module docstring).
+
+    Returns:
+        (IoU matches, containment matches; the latter empty unless
+        ``cfg.fallback_min_views > 0``).
+    """
     from instgs.render import render
     from instgs.render.projection import project
 
@@ -482,13 +558,13 @@ def _view_matches(ng, camera, labels: Tensor, clip_rows: np.ndarray, anchor_labe
                         np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
                         np.zeros((0, clip_rows.shape[1]), np.float32))
     if cand.numel() == 0 or mk == 0 or int(area.sum()) == 0:
-        return empty
+        return empty, empty
     local = torch.full((n_inst,), -1, dtype=torch.long)
     local[cand] = torch.arange(cand.numel())
     mask_feats = mask_mean_features(labels, pix_feat, alpha, mk, cfg.silhouette_threshold)
     feat_range = 1.0 if mapped else 2.0
     chunk = max(1, min(cand.numel(), (256 << 20) // (4 * hw)))  # <= 256 MB of silhouettes
-    keep_i, keep_m, keep_s, keep_iou = [], [], [], []
+    kept: dict[str, list[list[Tensor]]] = {"iou": [[], [], [], []], "contain": [[], [], [], []]}
     proj = None
     if cfg.silhouette == "alone" and cfg.alone_method == "splat":
         proj = project(g.means, g.quats, g.scales, g.opacities, camera.viewmats, camera.Ks,
@@ -504,22 +580,28 @@ def _view_matches(ng, camera, labels: Tensor, clip_rows: np.ndarray, anchor_labe
         if not bool(ok.any()):
             continue
         ids, sil = ids[ok], sil[ok]
-        scores, ious = match_masks(sil, labels, inst_feats[ids], mask_feats, feat_range)
-        best_s, best_m = scores.max(1)
-        good = best_s > cfg.min_score
-        keep_i.append(ids[good])
-        keep_m.append(best_m[good])
-        keep_s.append(best_s[good])
-        keep_iou.append(ious[good, best_m[good]])
-    if not keep_i:
-        return empty
-    ki, km = torch.cat(keep_i).numpy(), torch.cat(keep_m).numpy()
-    clip = (clip_rows[km] if clip_rows.shape[0] else np.zeros((len(km), clip_rows.shape[1]),
-                                                                np.float32))
-    return ViewMatches(view, ki.astype(np.int64), km.astype(np.int64),
-                       torch.cat(keep_s).numpy().astype(np.float32),
-                       torch.cat(keep_iou).numpy().astype(np.float32),
-                       area[km].numpy().astype(np.int64), clip.astype(np.float32))
+        rules = [("iou", match_masks, cfg.min_score)]
+        if cfg.fallback_min_views > 0:
+            rules.append(("contain", match_containment, cfg.min_containment))
+        for name, fn, thr in rules:
+            scores, ratio = fn(sil, labels, inst_feats[ids], mask_feats, feat_range)
+            best_s, best_m = scores.max(1)
+            good = best_s > thr
+            for lst, t in zip(kept[name], (ids[good], best_m[good], best_s[good],
+                                           ratio[good, best_m[good]])):
+                lst.append(t)
+
+    def gather(lists) -> ViewMatches:
+        if not lists[0]:
+            return empty
+        ki, km, ks, kr = (torch.cat(x).numpy() for x in lists)
+        clip = (clip_rows[km] if clip_rows.shape[0] else
+                np.zeros((len(km), clip_rows.shape[1]), np.float32))
+        return ViewMatches(view, ki.astype(np.int64), km.astype(np.int64),
+                           ks.astype(np.float32), kr.astype(np.float32),
+                           area[km].numpy().astype(np.int64), clip.astype(np.float32))
+
+    return gather(kept["iou"]), gather(kept["contain"])
 
 
 def _instance_features(model, anchor_labels: Tensor, num_instances: int, mapped: bool) -> Tensor:
@@ -598,6 +680,7 @@ def associate(run, anchor_labels: np.ndarray, cfg: LanguageConfig | None = None,
     views = _select_views(views, cfg.max_views)
     h, w = scene.cameras.height, scene.cameras.width
     matches: list[ViewMatches] = []
+    contained: list[ViewMatches] = []
     clip_dim = None
     clip_missing = False
     n_cand = 0
@@ -612,22 +695,31 @@ def associate(run, anchor_labels: np.ndarray, cfg: LanguageConfig | None = None,
         if ng.ins_feat is None or len(ng.gaussians) == 0:
             continue
         ng_cpu = _to_cpu(ng) if device.type != "cpu" else ng
-        vm = _view_matches(ng_cpu, scene.cameras[i], labels, rows, lab_t, inst_feats, mapped,
-                           cfg, backend, i)
+        vm, vc = _view_matches(ng_cpu, scene.cameras[i], labels, rows, lab_t, inst_feats,
+                               mapped, cfg, backend, i)
         n_cand += len(vm.instance_ids)
         if len(vm.instance_ids):
             matches.append(vm)
+        if len(vc.instance_ids):
+            contained.append(vc)
     dim = int(clip_dim or 512)
     feats, counts, scores = pool_matches(matches, k, cfg, dim=dim)
+    use = np.zeros(k, bool)
+    if cfg.fallback_min_views > 0 and contained:
+        f2, c2, s2 = pool_matches(contained, k, cfg, dim=dim)
+        use = (counts < cfg.fallback_min_views) & (c2 > counts)
+        feats[use], counts[use], scores[use] = f2[use], c2[use], s2[use]
+    n_fallback = int(use.sum())
     if clip_missing:
         feats = np.zeros((k, dim), np.float32)
     meta = {"clip_features_available": not clip_missing, "sam_level": level,
             "mapped_features": mapped, "views": views, "num_matches": int(n_cand),
             "matched_instances": int((counts > 0).sum()), "num_instances": k,
+            "containment_fallback_instances": n_fallback,
             "n_offsets": int(model.cfg.n_offsets), "num_anchors": int(model.num_anchors),
             "anchor_labels_sha1": labels_digest(labels_np), "seconds": time.time() - t0}
     return LanguageFeatures(feats, counts, scores, np.arange(k, dtype=np.int64),
-                            config_to_dict(cfg), meta)
+                            config_to_dict(cfg), meta, containment_only=use)
 
 
 def _to_cpu(ng):
@@ -645,10 +737,14 @@ def save_language(run_dir: str | Path, lang: LanguageFeatures) -> Path:
 
     Keys: ``instance_features`` [K, 512] float32 (L2-normalised, zero rows = unmatched),
     ``view_counts`` [K] int64, ``match_scores`` [K] float32, ``instance_ids`` [K] int64,
-    ``config`` () str JSON (:class:`LanguageConfig`), ``meta`` () str JSON.
+    ``containment_only`` [K] bool, ``config`` () str JSON (:class:`LanguageConfig`),
+    ``meta`` () str JSON.
     """
+    k = len(lang.instance_ids)
+    part = np.zeros(k, bool) if lang.containment_only is None else lang.containment_only
     return atomic_save_npz(
         Path(run_dir) / LANGUAGE_FILE,
+        containment_only=np.asarray(part, bool),
         instance_features=np.asarray(lang.instance_features, np.float32),
         view_counts=np.asarray(lang.view_counts, np.int64),
         match_scores=np.asarray(lang.match_scores, np.float32),
@@ -682,11 +778,16 @@ def read_language_file(path: str | Path) -> LanguageFeatures:
     k = f.shape[0]
     if f.ndim != 2 or any(data[n].shape != (k,) for n in need[1:]):
         raise InputError("inconsistent array shapes", path, "rerun `instgs language RUN`")
+    part = data.get("containment_only")
+    if part is not None and part.shape != (k,):
+        raise InputError("inconsistent array shapes", path, "rerun `instgs language RUN`")
     return LanguageFeatures(f, data["view_counts"].astype(np.int64),
                             data["match_scores"].astype(np.float32),
                             data["instance_ids"].astype(np.int64),
                             json.loads(str(data["config"])) if "config" in data else {},
-                            json.loads(str(data["meta"])) if "meta" in data else {})
+                            json.loads(str(data["meta"])) if "meta" in data else {},
+                            containment_only=(np.zeros(k, bool) if part is None
+                                              else part.astype(bool)))
 
 
 def export_cluster_lang(lang: LanguageFeatures, anchor_labels: np.ndarray,

@@ -62,7 +62,9 @@ class LanguageCommand:
         print(f"instgs language: {k} instances, {len(m['views'])} views, level "
               f"{m['sam_level']}, silhouette {self.config.silhouette}, pooling "
               f"{self.config.pooling}: {m['matched_instances']} instances matched "
-              f"({m['num_matches']} matches) in {m['seconds']:.1f}s")
+              f"({m['num_matches']} IoU matches; "
+              f"{m.get('containment_fallback_instances', 0)} instances by containment, "
+              f"left out of queries unless --include-parts) in {m['seconds']:.1f}s")
         if k:
             vc = lang.view_counts
             print(f"  views per instance: median {int(np.median(vc))}, max {int(vc.max())}; "
@@ -112,6 +114,9 @@ class QueryCommand:
     """Also select every instance scoring >= threshold."""
     min_views: int = 1
     """Rank only instances matched in at least this many views."""
+    include_parts: bool = False
+    """Also rank fragments whose feature came only from the containment fallback of
+    `instgs language` (parts inside one object's masks)."""
 
     def run(self) -> Path:
         """Query, print the rankings, write ``RUN/query_<slug>.json`` (+ .npz); return it.
@@ -130,7 +135,8 @@ class QueryCommand:
                               clip_model=self.clip_model, clip_pretrained=self.clip_pretrained,
                               clip_checkpoint=self.clip_checkpoint, negatives=self.negatives,
                               relevancy=self.relevancy, top_k=self.top_k, select=self.select,
-                              threshold=self.threshold, min_views=self.min_views)
+                              threshold=self.threshold, min_views=self.min_views,
+                              include_parts=self.include_parts)
         vc = lang.features.view_counts
         row_of = {int(i): r for r, i in enumerate(lang.features.instance_ids)}
         sizes = np.bincount(lang.anchor_labels[lang.anchor_labels >= 0],

@@ -13,6 +13,9 @@ ranked by
 
 Instances that were never matched to a mask (zero feature) or matched in fewer than
 ``min_views`` views are not ranked (the released evals zero them and would call them "wall").
+Nor, unless ``include_parts``, are the fragments whose feature came only from the
+containment fallback of ``instgs language``: they lie inside one object's masks and carry
+that object's feature, so they would tie with the object itself.
 """
 
 from __future__ import annotations
@@ -279,7 +282,7 @@ def query_instances(source: str | Path | LoadedLanguage,
                     clip_checkpoint: str | Path | None = None,
                     negatives: Sequence[str] = DEFAULT_NEGATIVES, relevancy: bool = False,
                     top_k: int = 5, select: int = 1, threshold: float | None = None,
-                    min_views: int = 1) -> QueryResult:
+                    min_views: int = 1, include_parts: bool = False) -> QueryResult:
     """Rank a run's instances for each text and select the best ones.
 
     Args:
@@ -295,6 +298,8 @@ def query_instances(source: str | Path | LoadedLanguage,
         select: instances selected per text (best first).
         threshold: also select every instance whose score is >= threshold.
         min_views: instances matched in fewer views are not ranked (zero features never are).
+        include_parts: also rank instances whose feature came only from the containment
+            fallback (``LanguageFeatures.containment_only``).
 
     Returns:
         :class:`QueryResult`.
@@ -331,6 +336,9 @@ def query_instances(source: str | Path | LoadedLanguage,
                          "encode the text with the CLIP model of the masks (ViT-B-16, 512-d)")
     norms = np.linalg.norm(feats, axis=1)
     rankable = (norms > 1e-6) & (lang.features.view_counts >= min_views)
+    part = lang.features.containment_only
+    if part is not None and not include_parts:
+        rankable &= ~part
     if not rankable.any():
         raise InputError("no instance has a language feature (no SAM mask matched any "
                          f"instance in >= {min_views} views)", run_dir,
@@ -363,7 +371,7 @@ def query_instances(source: str | Path | LoadedLanguage,
     anchor_mask = np.isin(lang.anchor_labels, sel) & (lang.anchor_labels >= 0)
     config = {"relevancy": relevancy, "negatives": list(negatives) if relevancy else [],
               "top_k": top_k, "select": select, "threshold": threshold,
-              "min_views": min_views,
+              "min_views": min_views, "include_parts": include_parts,
               "text_source": ("array" if isinstance(texts, (np.ndarray, torch.Tensor)) else
                               "table" if text_features is not None else "clip")}
     return QueryResult(matches, scores, sel, anchor_mask,

@@ -102,8 +102,16 @@ class SegmentCommand:
     unobserved: Literal["masks", "nearest"] = "masks"
     """How anchors outside the observed set get a label (with ``observed`` only):
     ``nearest`` = the nearest observed anchor's; ``masks`` (instgs) = the majority instance
-    of the SAM masks they project into at twice the depth tolerance, nearest where no mask
-    covers them (docs/instance-features.md)."""
+    of the SAM masks they project into at twice the depth tolerance (for runs trained with
+    the occlusion test, not where another anchor hides them by more than 2 cm), nearest
+    where no mask covers them (docs/instance-features.md)."""
+
+    surface_propagation: bool = True
+    """With ``observed``: anchors that neither training nor ``--unobserved masks`` labelled
+    take the label of the geodesically nearest labelled anchor on a surface graph (kNN
+    edges between anchors with agreeing PCA normals, at most 4 median spacings long;
+    :mod:`instgs.segment.propagate`) instead of the nearest one in xyz; anchors the graph
+    does not connect keep the xyz-nearest label. instgs addition (docs/instance-features.md)."""
 
     def segment(self):
         """Load, segment, expand and save; returns (path, SegmentResult, n_offsets)."""
@@ -139,19 +147,32 @@ class SegmentCommand:
                 refine_fn = codebook_refine_fn(loaded, self.refine_iters)
         res = segment_anchors(ck["anchors"], feats, self.config, valid_mask=valid_mask,
                               refine_fn=refine_fn)
-        labels, n_voted = res.anchor_labels, 0
-        if hits is not None and self.unobserved == "masks":
+        labels, n_voted, n_prop = res.anchor_labels, 0, 0
+        if mode == "observed" and (self.unobserved == "masks" or self.surface_propagation):
             t1 = time.perf_counter()
-            labels, n_voted = vote_unobserved(labels, valid_mask, hits)
-            res.timings["vote_unobserved"] = time.perf_counter() - t1
+            labelled = valid_mask.copy()
+            if self.unobserved == "masks":
+                labels, voted = vote_unobserved(labels, valid_mask, hits)
+                n_voted, labelled = int(voted.sum()), labelled | voted
+                res.timings["vote_unobserved"] = time.perf_counter() - t1
+            if self.surface_propagation:
+                from .propagate import propagate_labels, surface_graph
+
+                t2 = time.perf_counter()
+                labels, reached = propagate_labels(labels, labelled,
+                                                   surface_graph(ck["anchors"]))
+                n_prop = int(reached.sum())
+                res.timings["surface_propagation"] = time.perf_counter() - t2
             res = dataclasses.replace(res, anchor_labels=labels)
-            print(f"  unobserved anchors labelled by their masks: {n_voted} / "
-                  f"{int((~valid_mask).sum())} (the rest: nearest observed anchor)")
+            print(f"  unobserved anchors: {int((~valid_mask).sum())}; labelled by their masks "
+                  f"{n_voted}, along surfaces {n_prop}, the rest by the nearest labelled "
+                  "anchor")
         gauss = expand_to_gaussians(labels, ck["n_offsets"])
         meta = {"config": config_to_dict(self.config), "timings": res.timings,
                 "valid": mode, "refine_iters": self.refine_iters,
                 "unobserved": self.unobserved if mode == "observed" else "nearest",
-                "num_voted": n_voted,
+                "num_voted": n_voted, "num_propagated": n_prop,
+                "surface_propagation": self.surface_propagation and mode == "observed",
                 "num_anchors": int(len(res.anchor_labels)), "n_offsets": ck["n_offsets"],
                 "num_subobjects": res.num_subobjects, "num_instances": res.num_instances,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

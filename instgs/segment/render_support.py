@@ -53,8 +53,9 @@ def observed_anchors(run, views: list[int] | None = None, require_mask: bool = T
         rule: ``top``: the anchor owns the top-contributing Gaussian of a pixel (released
             ``get_well_optimized_pc``, for the ``rendered`` instance target); ``projected``:
             the anchor passes the depth test of :func:`instgs.render.visibility.visible_points`
-            with the run's tolerances (the ``projected`` / ``both`` targets train exactly
-            these anchors); ``auto``: from the run's ``loss.instance_target``.
+            with the run's tolerances, and its occlusion test if the run trained with one
+            (the ``projected`` / ``both`` targets train exactly these anchors); ``auto``:
+            from the run's ``loss.instance_target``.
 
     Returns:
         [N] bool over the run's anchors.
@@ -75,7 +76,7 @@ def observed_anchors(run, views: list[int] | None = None, require_mask: bool = T
     if rule == "projected":
         hits = collect_mask_hits(run, views, loose_factor=1.0, require_mask=require_mask,
                                  progress=progress)
-        seen[hits.anchor] = True
+        seen[hits.anchor[hits.strict]] = True
         return seen
     views = list(run.scene.train_ids) if views is None else views
     masks = load_view_masks(run, views) if require_mask else {}
@@ -99,30 +100,47 @@ class MaskHits:
         anchor: [R] int64 anchor index. view: [R] int64 view index.
         mask: [R] int64 local mask id of that view's label map (-1 only for the unmasked
             sightings that ``require_mask=False`` keeps).
-        strict: [R] bool, the sighting passes the run's own depth tolerance (the anchors the
-            ``projected`` target trained); the others pass only the looser voting tolerance.
+        strict: [R] bool, the sighting passes the run's own depth tolerance and, when the
+            run trained with ``loss.occlusion_border_px > 0``, its occlusion test (the
+            samples the ``projected`` target trained on); the others pass only the looser
+            voting tolerance.
+        occluded: [R] bool or None, the anchor lies more than ``vote_max_dz`` behind the
+            anchor z-buffer at its pixel (:func:`collect_mask_hits` with the occlusion test
+            on); such rows are left out of :func:`vote_unobserved`. None = no such test.
     """
 
     anchor: np.ndarray
     view: np.ndarray
     mask: np.ndarray
     strict: np.ndarray
+    occluded: np.ndarray | None = None
+
+    def select(self, keep: np.ndarray) -> "MaskHits":
+        """The rows where ``keep`` [R] bool is True."""
+        return MaskHits(self.anchor[keep], self.view[keep], self.mask[keep], self.strict[keep],
+                        None if self.occluded is None else self.occluded[keep])
 
 
 @torch.no_grad()
 def collect_mask_hits(run, views: list[int] | None = None, loose_factor: float = 2.0,
-                      require_mask: bool = True, progress: bool = True) -> MaskHits:
+                      require_mask: bool = True, progress: bool = True,
+                      vote_max_dz: float = 0.02) -> MaskHits:
     """Render every view once and record which anchors land on which SAM mask.
 
     An anchor is recorded when it passes :func:`instgs.render.visibility.visible_points`
     with the run's tolerances (``loss.visibility_tol_abs`` / ``_rel``) times
     ``loose_factor`` and the pixel under it carries a mask; ``strict`` marks the rows that
-    pass the unscaled tolerances.
+    pass the unscaled tolerances and, if the run used it, the occlusion test of
+    :func:`instgs.render.visibility.occluded_near_border`. With that test on, ``occluded``
+    marks the rows whose anchor another anchor hides by more than ``vote_max_dz`` (scene
+    units) at its pixel (:func:`~instgs.render.visibility.hidden_by_points`), whatever the
+    border distance (they do not vote).
 
     Args:
         run: a :class:`~instgs.train.trainer.LoadedRun`. views: default the training views.
         loose_factor: >= 1, widening of the depth tolerance for the looser rows.
         require_mask: keep only sightings on masked pixels (else unmasked ones have mask -1).
+        vote_max_dz: depth margin of the ``occluded`` flag.
 
     Returns:
         :class:`MaskHits`.
@@ -133,7 +151,8 @@ def collect_mask_hits(run, views: list[int] | None = None, loose_factor: float =
     from tqdm import tqdm
 
     from instgs.render import render
-    from instgs.render.visibility import visible_points
+    from instgs.render.visibility import (hidden_by_points, occluded_near_border,
+                                          point_footprint_radii, visible_points)
 
     if loose_factor < 1:
         raise ValueError(f"loose_factor must be >= 1, got {loose_factor}")
@@ -141,32 +160,44 @@ def collect_mask_hits(run, views: list[int] | None = None, loose_factor: float =
     views = list(run.scene.train_ids) if views is None else views
     masks = load_view_masks(run, views) if require_mask else {}
     anchors = run.model.anchors.detach()
-    cols: list[list[np.ndarray]] = [[], [], [], []]
+    occlusion = require_mask and lc.occlusion_border_px > 0
+    radii = point_footprint_radii(anchors).to(anchors.device) if occlusion else None
+    cols: list[list[np.ndarray]] = [[], [], [], [], []]
     for i in tqdm(views, desc="anchor/mask hits", disable=not progress, leave=False):
         cam = run.scene.cameras[i]
         out = render(run.decode(i).gaussians, cam, backend=run.cfg.backend)
         args = (anchors, cam.viewmats[0], cam.Ks[0], out.depth[0], out.alpha[0])
         idx, pix = visible_points(*args, tol_abs=lc.visibility_tol_abs * loose_factor,
                                   tol_rel=lc.visibility_tol_rel * loose_factor)
-        strict_idx = idx if loose_factor == 1 else visible_points(
-            *args, tol_abs=lc.visibility_tol_abs, tol_rel=lc.visibility_tol_rel)[0]
+        strict_idx, strict_pix = (idx, pix) if loose_factor == 1 else visible_points(
+            *args, tol_abs=lc.visibility_tol_abs, tol_rel=lc.visibility_tol_rel)
+        hidden = torch.zeros(len(idx), dtype=torch.bool)
+        if occlusion and len(idx):
+            h, w = masks[i].shape[-2:]
+            hidden = hidden_by_points(anchors, radii, idx, pix, cam.viewmats[0], cam.Ks[0], h,
+                                      w, vote_max_dz).cpu()
+            drop = occluded_near_border(anchors, radii, strict_idx, strict_pix, cam.viewmats[0],
+                                        cam.Ks[0], masks[i], min_dz=lc.occlusion_min_dz,
+                                        border_px=lc.occlusion_border_px)
+            strict_idx = strict_idx[~drop]
         if require_mask:
             m = masks[i].reshape(-1)[pix]
             on = m >= 0
-            idx, m = idx[on].numpy(), m[on].numpy()
+            idx, m, hidden = idx[on].numpy(), m[on].numpy(), hidden[on].numpy()
         else:
-            idx, m = idx.numpy(), np.full(len(idx), -1, np.int64)
+            idx, m, hidden = idx.numpy(), np.full(len(idx), -1, np.int64), hidden.numpy()
         cols[0].append(idx)
         cols[1].append(np.full(len(idx), i, np.int64))
         cols[2].append(m.astype(np.int64))
         cols[3].append(np.isin(idx, strict_idx.numpy()))
+        cols[4].append(hidden)
     cat = [np.concatenate(c) if c else np.zeros(0, t) for c, t in
-           zip(cols, (np.int64, np.int64, np.int64, bool))]
-    return MaskHits(*cat)
+           zip(cols, (np.int64, np.int64, np.int64, bool, bool))]
+    return MaskHits(*cat[:4], occluded=cat[4] if occlusion else None)
 
 
 def vote_unobserved(labels: np.ndarray, observed: np.ndarray, hits: MaskHits,
-                    min_votes: int = 3) -> tuple[np.ndarray, int]:
+                    min_votes: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Label anchors whose features were never trained by the masks they fall into.
 
     Every (view, mask) with at least ``min_votes`` observed anchors takes the majority
@@ -179,11 +210,12 @@ def vote_unobserved(labels: np.ndarray, observed: np.ndarray, hits: MaskHits,
     Args:
         labels: [N] int64 instance labels (>= 0) from :func:`segment_anchors`.
         observed: [N] bool, the anchors seeding and merging used.
-        hits: :class:`MaskHits` over the same anchors.
+        hits: :class:`MaskHits` over the same anchors; rows flagged ``occluded`` and rows
+            with mask -1 are ignored.
         min_votes: observed anchors a mask needs before it may vote.
 
     Returns:
-        (new labels [N] int64, number of anchors relabelled by a vote).
+        (new labels [N] int64, voted [N] bool: the unobserved anchors a vote labelled).
 
     Raises:
         InputError: shape mismatch or negative labels.
@@ -196,12 +228,14 @@ def vote_unobserved(labels: np.ndarray, observed: np.ndarray, hits: MaskHits,
         raise InputError("labels must be >= 0 (run segment_anchors first)")
     out = labels.copy()
     if len(hits.anchor) == 0 or len(labels) == 0:
-        return out, 0
+        return out, np.zeros(len(labels), bool)
     k = int(labels.max()) + 1
     keep = hits.mask >= 0
-    hits = MaskHits(hits.anchor[keep], hits.view[keep], hits.mask[keep], hits.strict[keep])
+    if hits.occluded is not None:
+        keep &= ~hits.occluded
+    hits = hits.select(keep)
     if len(hits.anchor) == 0:
-        return out, 0
+        return out, np.zeros(len(labels), bool)
     _, group = np.unique(np.stack([hits.view, hits.mask], 1), axis=0, return_inverse=True)
     group = group.reshape(-1)
     g = int(group.max()) + 1
@@ -214,17 +248,21 @@ def vote_unobserved(labels: np.ndarray, observed: np.ndarray, hits: MaskHits,
     g_conf = votes.max(1) / np.maximum(total, 1.0)
     rows = ~obs_row & usable[group]
     if not rows.any():
-        return out, 0
+        return out, np.zeros(len(labels), bool)
     a = hits.anchor[rows]
     ua, ai = np.unique(a, return_inverse=True)
     score = np.zeros((len(ua), k), np.float64)
     np.add.at(score, (ai, g_label[group[rows]]), g_conf[group[rows]])
     out[ua] = score.argmax(1)
-    return out, int(len(ua))
+    voted = np.zeros(len(labels), bool)
+    voted[ua] = True
+    return out, voted
 
 
 def vote_unobserved_ref(labels, observed, hits: MaskHits, min_votes: int = 3) -> list[int]:
     """Loop twin of :func:`vote_unobserved` (tests only); ties go to the smallest label."""
+    if hits.occluded is not None:
+        hits = hits.select(~hits.occluded)
     groups: dict[tuple[int, int], list[int]] = {}
     for a, v, m in zip(hits.anchor.tolist(), hits.view.tolist(), hits.mask.tolist()):
         if observed[a] and m >= 0:

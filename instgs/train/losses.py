@@ -67,6 +67,13 @@ class LossConfig:
     """``projected``: absolute depth tolerance of the visibility test (scene units)."""
     visibility_tol_rel: float = 0.02
     """``projected``: relative depth tolerance (fraction of the rendered depth)."""
+    occlusion_border_px: float = 0.0
+    """``projected``: drop a sample whose anchor another anchor hides at its own pixel
+    (anchor z-buffer, :func:`instgs.render.visibility.occluded_near_border`) when the pixel
+    lies within this many pixels of a mask border; 0 = off (default; the ``scannet``
+    preset uses 3)."""
+    occlusion_min_dz: float = 0.005
+    """``projected``: depth margin (scene units) of that occlusion test."""
 
 
 def l1_loss(pred: Tensor, gt: Tensor) -> Tensor:

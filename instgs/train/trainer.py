@@ -295,12 +295,22 @@ class Trainer:
                      backend=self.cfg.backend, return_top_ids=return_top_ids)
         return ng, out, (out if feat is not None else None)
 
+    def anchor_radii(self) -> Tensor:
+        """[N] footprint radius of every anchor (mean distance to its 4 nearest anchors),
+        recomputed when the anchor set changes; used by the occlusion test."""
+        from instgs.render.visibility import point_footprint_radii
+
+        n = self.model.num_anchors
+        if getattr(self, "_radii", None) is None or self._radii.shape[0] != n:
+            self._radii = point_footprint_radii(self.model.anchors.detach()).to(self.device)
+        return self._radii
+
     def projected_losses(self, i: int, out, phase: str) -> dict[str, Tensor]:
         """The ``projected`` instance-feature target for view ``i`` (see
         :func:`instgs.train.losses.projected_instance_losses`): anchors that pass the depth
         test against this step's render (``out``, detached) take the SAM mask id under them.
         """
-        from instgs.render.visibility import visible_points
+        from instgs.render.visibility import occluded_near_border, visible_points
 
         cam, lc = self.cams[i], self.cfg.loss
         idx, pix = visible_points(self.model.anchors.detach(), cam.viewmats[0], cam.Ks[0],
@@ -309,6 +319,12 @@ class Trainer:
         ids = self.masks[i].to(self.device).reshape(-1)[pix]
         on = ids >= 0
         idx, ids = idx[on], ids[on]
+        if lc.occlusion_border_px > 0 and len(idx):
+            drop = occluded_near_border(
+                self.model.anchors.detach(), self.anchor_radii(), idx, pix[on],
+                cam.viewmats[0], cam.Ks[0], self.masks[i].to(self.device),
+                min_dz=lc.occlusion_min_dz, border_px=lc.occlusion_border_px)
+            idx, ids = idx[~drop], ids[~drop]
         f = F.normalize(self.model.ins_feat[idx], dim=-1)
         if self.cfg.render_mapped_features:
             f = (f + 1) / 2

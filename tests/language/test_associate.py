@@ -20,10 +20,13 @@ from instgs.language.associate import (
     alone_log_transmittance,
     associate,
     associate_run,
+    match_containment,
+    match_containment_reference,
     match_masks,
     match_masks_reference,
     pool_matches,
     read_language_file,
+    save_language,
 )
 from instgs.render.projection import project
 
@@ -64,16 +67,28 @@ def test_alone_splat_equals_rendering_each_group_alone(max_pairs):
     assert float(ref.max()) > 0.9 and float((ref > 0.7).float().mean()) > 0.01
 
 
-def test_match_masks_equals_reference():
+def _random_pairs():
     g = torch.Generator().manual_seed(0)
     sil = torch.rand(5, 120, generator=g) > 0.6
+    sil[4] = False                                   # an empty silhouette scores 0
     labels = torch.randint(-1, 4, (120,), generator=g)
-    fi, fm = torch.rand(5, 6, generator=g), torch.rand(4, 6, generator=g)
-    s, iou = match_masks(sil, labels, fi, fm)
-    s_ref, iou_ref = match_masks_reference(sil, labels, fi, fm)
+    return sil, labels, torch.rand(5, 6, generator=g), torch.rand(4, 6, generator=g)
+
+
+@pytest.mark.parametrize("fast,ref", [(match_masks, match_masks_reference),
+                                      (match_containment, match_containment_reference)])
+def test_matching_scores_equal_reference(fast, ref):
+    sil, labels, fi, fm = _random_pairs()
+    s, ratio = fast(sil, labels, fi, fm)
+    s_ref, ratio_ref = ref(sil, labels, fi, fm)
     torch.testing.assert_close(s, s_ref)
-    torch.testing.assert_close(iou, iou_ref)
+    torch.testing.assert_close(ratio, ratio_ref)
     assert float(s.min()) >= 0 and float(s.max()) <= 1
+    assert float(ratio[4].abs().max()) == 0.0
+
+
+def test_match_masks_extremes():
+    _, labels, _, fm = _random_pairs()
     # identical silhouette and features -> score 1
     s1, _ = match_masks(labels[None] == 2, labels, fm[2:3], fm)
     assert abs(float(s1[0, 2]) - 1.0) < 1e-6
@@ -175,6 +190,52 @@ def test_splat_and_render_reference_give_the_same_matches(synthetic_run):
     assert c.view_counts.sum() >= a.view_counts.sum() - 2 and c.view_counts.sum() > 0
 
 
+def test_containment_fallback_matches_what_iou_misses(synthetic_run, tmp_path):
+    from instgs.segment.labels import load_instances
+    from instgs.train.trainer import load_run
+
+    scene, run_dir = synthetic_run
+    run = load_run(run_dir)
+    lab = load_instances(run_dir).anchor_labels
+    # min_score = 1: no IoU match survives, so every feature comes from the fallback
+    cfg = LanguageConfig(min_score=1.0, progress=False)
+    got = associate(run, lab, cfg)
+    assert got.meta["containment_fallback_instances"] == len(got.instance_ids)
+    assert (got.view_counts >= 2).all()
+    cls, tf = _gt_classes(scene)
+    names = sorted(set(cls.values()))
+    T = np.stack([tf[n] / np.linalg.norm(tf[n]) for n in names])
+    pred = np.argmax(got.instance_features @ T.T, axis=1)
+    assert [names[p] for p in pred] == [cls[i] for i in range(len(pred))]
+    assert got.containment_only.all()
+    # they are parts of objects to a query: ranked only on request
+    from instgs.language.query import LoadedLanguage, query_instances
+
+    loaded = LoadedLanguage(got, lab, run.model.cfg.n_offsets)
+    with pytest.raises(InputError, match="no instance has a language feature"):
+        query_instances(loaded, tf[names[0]][None])
+    res = query_instances(loaded, tf[names[0]][None], include_parts=True)
+    assert cls[int(res.matches[0].instance_ids[0])] == names[0]
+    # the flag survives the run file
+    save_language(tmp_path, got)
+    assert read_language_file(tmp_path).containment_only.all()
+    # instances already matched in enough views keep their IoU features
+    base = associate(run, lab, LanguageConfig(progress=False, max_views=4))
+    off = associate(run, lab, LanguageConfig(progress=False, max_views=4, fallback_min_views=0))
+    keep = off.view_counts >= 2
+    np.testing.assert_array_equal(base.instance_features[keep], off.instance_features[keep])
+    assert not base.containment_only[keep].any() and not off.containment_only.any()
+
+
+def test_containment_of_a_fragment():
+    _, labels, _, fm = _random_pairs()
+    # a fragment inside one mask: containment 1 while its IoU is small
+    frag = (labels == 1) & (torch.arange(120) < 30)
+    _, c1 = match_containment(frag[None], labels, fm[1:2], fm)
+    _, iou = match_masks(frag[None], labels, fm[1:2], fm)
+    assert float(c1[0, 1]) == 1.0 and float(iou[0, 1]) < 0.5
+
+
 def test_thresholds_and_bad_inputs(synthetic_run):
     from instgs.segment.labels import load_instances
     from instgs.train.trainer import load_run
@@ -182,7 +243,8 @@ def test_thresholds_and_bad_inputs(synthetic_run):
     _, run_dir = synthetic_run
     run = load_run(run_dir)
     lab = load_instances(run_dir).anchor_labels
-    none = associate(run, lab, LanguageConfig(min_score=1.0, max_views=2, progress=False))
+    none = associate(run, lab, LanguageConfig(min_score=1.0, max_views=2, progress=False,
+                                              fallback_min_views=0))
     assert none.view_counts.sum() == 0 and (none.instance_features == 0).all()
     with pytest.raises(InputError, match="anchor labels"):
         associate(run, lab[:-1], LanguageConfig(progress=False))

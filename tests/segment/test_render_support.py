@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from instgs.render import render
-from instgs.render.visibility import visible_points
+from instgs.render.visibility import occluded_near_border, point_footprint_radii, visible_points
 from instgs.segment.render_support import load_view_masks, observed_anchors
 from instgs.train.config import PRESETS
 from instgs.train.trainer import Trainer, load_run
@@ -42,7 +42,15 @@ def test_projected_rule_is_the_union_of_depth_tested_masked_anchors(tiny_run):
             out = render(run.decode(i).gaussians, cam, backend="cpu")
             idx, pix = visible_points(run.model.anchors, cam.viewmats[0], cam.Ks[0],
                                       out.depth[0], out.alpha[0])
-            want[idx[masks[i].reshape(-1)[pix] >= 0].numpy()] = True
+            on = masks[i].reshape(-1)[pix] >= 0
+            idx, pix = idx[on], pix[on]
+            # the scannet preset also drops samples hidden by other anchors near a border
+            lc = run.cfg.loss
+            assert lc.occlusion_border_px > 0
+            drop = occluded_near_border(run.model.anchors, point_footprint_radii(
+                run.model.anchors), idx, pix, cam.viewmats[0], cam.Ks[0], masks[i],
+                lc.occlusion_min_dz, lc.occlusion_border_px)
+            want[idx[~drop].numpy()] = True
     assert (got == want).all()
     # without the mask requirement at least as many anchors are observed
     assert (observed_anchors(run, require_mask=False, progress=False) >= got).all()
@@ -65,7 +73,15 @@ def test_segment_command_with_observed_anchors(tiny_run, capsys):
     assert got.meta["valid"] == "observed" and got.meta["unobserved"] == "masks"
     assert len(got.anchor_labels) == tiny_run.model.num_anchors
     assert (got.anchor_labels >= 0).all()
-    assert "observed anchors" in capsys.readouterr().out
+    assert got.meta["surface_propagation"] and got.meta["num_propagated"] > 0
+    out = capsys.readouterr().out
+    assert "observed anchors" in out and "along surfaces" in out
+    # without propagation the anchors it labelled fall back to the nearest observed one
+    path = SegmentCommand(tiny_run.run_dir, SegmentConfig(num_seeds=50), valid="auto",
+                          surface_propagation=False).run()
+    plain = load_instances(path)
+    assert not plain.meta["surface_propagation"] and plain.meta["num_propagated"] == 0
+    assert (plain.anchor_labels >= 0).all()
 
 
 def _hits(rows):
@@ -90,12 +106,13 @@ def test_vote_unobserved_toy():
         # an unmasked sighting never votes
         [0, 2, -1], [8, 2, -1]])
     out, n = vote_unobserved(labels, observed, hits, min_votes=3)
-    assert out.tolist() == [0, 0, 0, 1, 1, 1, 0, 1, 0] and n == 2
+    assert out.tolist() == [0, 0, 0, 1, 1, 1, 0, 1, 0]
+    assert np.flatnonzero(n).tolist() == [6, 7]
     assert vote_unobserved(labels, observed, hits, min_votes=2)[0][8] == 1
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_vote_unobserved_matches_reference(seed):
+@pytest.mark.parametrize("seed,occluded", [(0, False), (1, False), (2, True)])
+def test_vote_unobserved_matches_reference(seed, occluded):
     from instgs.segment.render_support import MaskHits, vote_unobserved, vote_unobserved_ref
 
     rng = np.random.default_rng(seed)
@@ -103,11 +120,15 @@ def test_vote_unobserved_matches_reference(seed):
     labels = rng.integers(0, 6, n)
     observed = rng.random(n) < 0.7
     hits = MaskHits(rng.integers(0, n, r), rng.integers(0, 5, r), rng.integers(-1, 8, r),
-                    rng.random(r) < 0.5)
+                    rng.random(r) < 0.5, (rng.random(r) < 0.3) if occluded else None)
     out, voted = vote_unobserved(labels, observed, hits)
     ref = vote_unobserved_ref(labels, observed, hits)
     assert out.tolist() == ref
-    assert 0 < voted <= (~observed).sum()
+    if occluded:  # occluded rows do not vote: same result as without them
+        plain = hits.select(~hits.occluded)
+        assert out.tolist() == vote_unobserved(labels, observed, MaskHits(
+            plain.anchor, plain.view, plain.mask, plain.strict))[0].tolist()
+    assert voted.any() and not (voted & observed).any()
     assert (out[observed] == labels[observed]).all()
 
 
@@ -119,5 +140,39 @@ def test_collect_mask_hits_strict_rows_are_the_observed_anchors(tiny_run):
     seen = np.zeros(tiny_run.model.num_anchors, bool)
     seen[hits.anchor[hits.strict]] = True
     assert (seen == observed_anchors(tiny_run, progress=False)).all()
+    assert hits.occluded is not None  # the scannet preset trains with the occlusion test
     with pytest.raises(ValueError, match="loose_factor"):
         collect_mask_hits(tiny_run, loose_factor=0.5, progress=False)
+
+
+def test_collect_mask_hits_with_the_occlusion_test(tiny_run):
+    import dataclasses
+
+    from instgs.segment.render_support import collect_mask_hits
+
+    cfg = tiny_run.cfg
+    off = dataclasses.replace(tiny_run, cfg=dataclasses.replace(cfg, loss=dataclasses.replace(
+        cfg.loss, occlusion_border_px=0.0)))
+    plain = collect_mask_hits(off, loose_factor=2.0, progress=False)
+    assert plain.occluded is None
+    run = dataclasses.replace(tiny_run, cfg=dataclasses.replace(cfg, loss=dataclasses.replace(
+        cfg.loss, occlusion_border_px=1e6, occlusion_min_dz=-1.0)))
+    # with a negative margin every sample whose anchor covers >= 1 pixel is "hidden" (its own
+    # disk is in front of it), and every pixel is "near a border": exactly those rows go
+    hits = collect_mask_hits(run, loose_factor=2.0, progress=False, vote_max_dz=-1.0)
+    assert np.array_equal(hits.anchor, plain.anchor) and np.array_equal(hits.mask, plain.mask)
+    radii = point_footprint_radii(tiny_run.model.anchors).double()
+    resolved = np.zeros(len(hits.anchor), bool)
+    for i in np.unique(hits.view):
+        cam, rows = tiny_run.scene.cameras[int(i)], np.flatnonzero(hits.view == i)
+        vm = cam.viewmats[0].double()
+        z = tiny_run.model.anchors.detach().double()[hits.anchor[rows]] @ vm[2, :3] + vm[2, 3]
+        resolved[rows] = (radii[hits.anchor[rows]] * cam.Ks[0, 0, 0] >= z).numpy()
+    assert resolved.any() and not resolved.all()
+    assert np.array_equal(hits.occluded, resolved)
+    assert np.array_equal(hits.strict, plain.strict & ~resolved)
+    run = dataclasses.replace(tiny_run, cfg=dataclasses.replace(cfg, loss=dataclasses.replace(
+        cfg.loss, occlusion_border_px=3.0)))
+    hits = collect_mask_hits(run, loose_factor=2.0, progress=False)
+    assert hits.strict.sum() <= plain.strict.sum()
+    assert not (hits.strict & ~plain.strict).any()

@@ -52,11 +52,12 @@ def test_appearance_training_improves_fit(tiny_scene, tmp_path):
     assert tr.evaluate(tr.train_ids)["psnr"] > before + 2.0
 
 
-@pytest.mark.parametrize("target", ["projected", "rendered", "both"])
-def test_semantic_training_writes_run(tiny_scene, tmp_path, target):
+@pytest.mark.parametrize("target,border_px", [("projected", 0.0), ("projected", 3.0),
+                                              ("rendered", 0.0), ("both", 0.0)])
+def test_semantic_training_writes_run(tiny_scene, tmp_path, target, border_px):
     cfg = _cfg(tiny_scene, tmp_path / "run", steps=30)
-    tr = Trainer(dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss,
-                                                                   instance_target=target)))
+    tr = Trainer(dataclasses.replace(cfg, loss=dataclasses.replace(
+        cfg.loss, instance_target=target, occlusion_border_px=border_px)))
     assert tr.semantics and tr.model.fixed_anchors
     i = tr.train_ids[0]
     feat0 = tr.model.ins_feat.detach().clone()
