@@ -63,12 +63,8 @@ def visible_points(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor, al
     depth = depth.reshape(depth.shape[0], depth.shape[1])
     alpha = alpha.reshape(depth.shape)
     h, w = depth.shape
-    p = points.to(viewmat.dtype)
-    pc = p @ viewmat[:3, :3].T + viewmat[:3, 3]
-    z = pc[:, 2]
-    zs = z.clamp(min=near)
-    u = torch.floor(pc[:, 0] / zs * K[0, 0] + K[0, 2])
-    v = torch.floor(pc[:, 1] / zs * K[1, 1] + K[1, 2])
+    u, v, z = _project(points, viewmat, K, near)
+    u, v = torch.floor(u), torch.floor(v)
     inside = (z > near) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
     idx = torch.nonzero(inside).squeeze(1)
     pix = v[idx].long() * w + u[idx].long()
@@ -240,7 +236,7 @@ def mask_border_distance(mask_ids: Tensor) -> Tensor:
 @torch.no_grad()
 def hidden_by_points(points: Tensor, radii: Tensor, idx: Tensor, pix: Tensor, viewmat: Tensor,
                      K: Tensor, height: int, width: int, min_dz: float = 0.005,
-                     max_radius_px: int = 6) -> Tensor:
+                     max_radius_px: int = 6, zbuf: Tensor | None = None) -> Tensor:
     """Which visible points another point hides at their own pixel.
 
     Point ``idx[j]`` on pixel ``pix[j]`` is hidden when the :func:`point_zbuffer` depth there
@@ -254,11 +250,13 @@ def hidden_by_points(points: Tensor, radii: Tensor, idx: Tensor, pix: Tensor, vi
         viewmat: [4, 4] world-to-camera. K: [3, 3] intrinsics. height, width: image size.
         min_dz: depth margin (scene units).
         max_radius_px: largest disk of :func:`point_zbuffer`.
+        zbuf: this view's :func:`point_zbuffer` if already computed (else it is).
 
     Returns:
         [P] bool, True = hidden.
     """
-    zbuf = point_zbuffer(points, radii, viewmat, K, height, width, max_radius_px)
+    if zbuf is None:
+        zbuf = point_zbuffer(points, radii, viewmat, K, height, width, max_radius_px)
     z = points[idx].to(zbuf.dtype) @ viewmat[2, :3] + viewmat[2, 3]
     resolved = radii[idx].to(z.dtype) * K[0, 0] >= z
     return (z > zbuf[pix] + min_dz) & resolved
@@ -267,7 +265,8 @@ def hidden_by_points(points: Tensor, radii: Tensor, idx: Tensor, pix: Tensor, vi
 @torch.no_grad()
 def occluded_near_border(points: Tensor, radii: Tensor, idx: Tensor, pix: Tensor,
                          viewmat: Tensor, K: Tensor, mask_ids: Tensor, min_dz: float = 0.005,
-                         border_px: float = 3.0, max_radius_px: int = 6) -> Tensor:
+                         border_px: float = 3.0, max_radius_px: int = 6,
+                         zbuf: Tensor | None = None) -> Tensor:
     """Flag visible points that another point hides at their own pixel near a mask border.
 
     A point that passed :func:`visible_points` is flagged when (a) it is
@@ -285,11 +284,13 @@ def occluded_near_border(points: Tensor, radii: Tensor, idx: Tensor, pix: Tensor
         min_dz: depth margin of the occlusion test (scene units).
         border_px: border distance (pixels) within which occluded samples are dropped.
         max_radius_px: largest disk of :func:`point_zbuffer`.
+        zbuf: this view's :func:`point_zbuffer` if already computed (else it is).
 
     Returns:
         [P] bool, True = drop the sample.
     """
     h, w = mask_ids.shape[-2:]
-    hidden = hidden_by_points(points, radii, idx, pix, viewmat, K, h, w, min_dz, max_radius_px)
+    hidden = hidden_by_points(points, radii, idx, pix, viewmat, K, h, w, min_dz, max_radius_px,
+                              zbuf)
     dist = mask_border_distance(mask_ids.reshape(h, w)).reshape(-1).to(pix.device)
     return hidden & (dist[pix] <= border_px)

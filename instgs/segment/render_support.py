@@ -152,7 +152,8 @@ def collect_mask_hits(run, views: list[int] | None = None, loose_factor: float =
 
     from instgs.render import render
     from instgs.render.visibility import (hidden_by_points, occluded_near_border,
-                                          point_footprint_radii, visible_points)
+                                          point_footprint_radii, point_zbuffer,
+                                          visible_points)
 
     if loose_factor < 1:
         raise ValueError(f"loose_factor must be >= 1, got {loose_factor}")
@@ -174,11 +175,12 @@ def collect_mask_hits(run, views: list[int] | None = None, loose_factor: float =
         hidden = torch.zeros(len(idx), dtype=torch.bool)
         if occlusion and len(idx):
             h, w = masks[i].shape[-2:]
+            zbuf = point_zbuffer(anchors, radii, cam.viewmats[0], cam.Ks[0], h, w)
             hidden = hidden_by_points(anchors, radii, idx, pix, cam.viewmats[0], cam.Ks[0], h,
-                                      w, vote_max_dz).cpu()
+                                      w, vote_max_dz, zbuf=zbuf).cpu()
             drop = occluded_near_border(anchors, radii, strict_idx, strict_pix, cam.viewmats[0],
                                         cam.Ks[0], masks[i], min_dz=lc.occlusion_min_dz,
-                                        border_px=lc.occlusion_border_px)
+                                        border_px=lc.occlusion_border_px, zbuf=zbuf)
             strict_idx = strict_idx[~drop]
         if require_mask:
             m = masks[i].reshape(-1)[pix]
