@@ -297,12 +297,15 @@ class Trainer:
 
     def anchor_radii(self) -> Tensor:
         """[N] footprint radius of every anchor (mean distance to its 4 nearest anchors),
-        recomputed when the anchor set changes; used by the occlusion test."""
+        recomputed when the anchor set changes (growing or pruning replaces the anchor
+        tensor); used by the occlusion test."""
         from instgs.render.visibility import point_footprint_radii
 
-        n = self.model.num_anchors
-        if getattr(self, "_radii", None) is None or self._radii.shape[0] != n:
-            self._radii = point_footprint_radii(self.model.anchors.detach()).to(self.device)
+        anchors = self.model.anchors.detach()
+        key = (anchors.data_ptr(), anchors.shape[0])
+        if getattr(self, "_radii_key", None) != key:
+            self._radii = point_footprint_radii(anchors).to(self.device)
+            self._radii_key = key
         return self._radii
 
     def projected_losses(self, i: int, out, phase: str) -> dict[str, Tensor]:
@@ -316,13 +319,14 @@ class Trainer:
         idx, pix = visible_points(self.model.anchors.detach(), cam.viewmats[0], cam.Ks[0],
                                   out.depth[0].detach(), out.alpha[0].detach(),
                                   tol_abs=lc.visibility_tol_abs, tol_rel=lc.visibility_tol_rel)
-        ids = self.masks[i].to(self.device).reshape(-1)[pix]
+        masks = self.masks[i].to(self.device)
+        ids = masks.reshape(-1)[pix]
         on = ids >= 0
         idx, ids = idx[on], ids[on]
         if lc.occlusion_border_px > 0 and len(idx):
             drop = occluded_near_border(
                 self.model.anchors.detach(), self.anchor_radii(), idx, pix[on],
-                cam.viewmats[0], cam.Ks[0], self.masks[i].to(self.device),
+                cam.viewmats[0], cam.Ks[0], masks,
                 min_dz=lc.occlusion_min_dz, border_px=lc.occlusion_border_px)
             idx, ids = idx[~drop], ids[~drop]
         f = F.normalize(self.model.ins_feat[idx], dim=-1)
