@@ -156,8 +156,13 @@ def build_sam(model_type: str, image_size: int = 1024) -> torch.nn.Module:
     makes randomly initialised end-to-end tests cheap on CPU.
     """
     _import_segment_anything()
-    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
-                                           TwoWayTransformer)
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
 
     if model_type not in _ARCH:
         raise InputError(f"unknown SAM model type {model_type!r}", None,
@@ -241,7 +246,8 @@ def load_sam(model_type: str = "vit_h", checkpoint: str | Path | None = None,
     except RuntimeError as e:
         raise InputError(f"weights do not fit SAM {model_type} "
                          f"({str(e).splitlines()[0][:300]})", path,
-                         f"pass an unmodified official checkpoint {SAM_CHECKPOINTS[model_type]}") from e
+                         "pass an unmodified official checkpoint "
+                         f"{SAM_CHECKPOINTS[model_type]}") from e
     return sam.to(device).eval()
 
 
@@ -272,42 +278,16 @@ class SamLevelGenerator:
 
 
 def _make_generator(sam: torch.nn.Module, s: SamSettings) -> Any:
+    """A stock ``SamAutomaticMaskGenerator`` subclass with per-level outputs (see the module
+    docstring); the small-region removal runs per level with ``s.min_mask_region_area``."""
     sa = _import_segment_anything()
     from segment_anything.utils import amg
-    from torchvision.ops.boxes import batched_nms, box_area
 
     class _LevelGenerator(sa.SamAutomaticMaskGenerator):
         """Stock generator + a ``level`` tag per mask (0/1/2 = multimask output index)."""
 
         def _process_batch(self, points, im_size, crop_box, orig_size):  # noqa: ANN001
-            orig_h, orig_w = orig_size
-            pts = self.predictor.transform.apply_coords(points, im_size)
-            in_points = torch.as_tensor(pts, device=self.predictor.device)
-            in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
-            masks, iou_preds, _ = self.predictor.predict_torch(
-                in_points[:, None, :], in_labels[:, None], multimask_output=True,
-                return_logits=True)
-            n_out = masks.shape[1]
-            data = amg.MaskData(
-                masks=masks.flatten(0, 1), iou_preds=iou_preds.flatten(0, 1),
-                points=torch.as_tensor(points.repeat(n_out, axis=0)),
-                level=torch.arange(n_out).repeat(masks.shape[0]))
-            del masks
-            if self.pred_iou_thresh > 0.0:
-                data.filter(data["iou_preds"] > self.pred_iou_thresh)
-            data["stability_score"] = amg.calculate_stability_score(
-                data["masks"], self.predictor.model.mask_threshold, self.stability_score_offset)
-            if self.stability_score_thresh > 0.0:
-                data.filter(data["stability_score"] >= self.stability_score_thresh)
-            data["masks"] = data["masks"] > self.predictor.model.mask_threshold
-            data["boxes"] = amg.batched_mask_to_box(data["masks"])
-            keep = ~amg.is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
-            if not torch.all(keep):
-                data.filter(keep)
-            data["masks"] = amg.uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
-            data["rles"] = amg.mask_to_rle_pytorch(data["masks"])
-            del data["masks"]
-            return data
+            return _process_batch_with_levels(self, points, im_size, crop_box, orig_size)
 
         def _crop_masks(self, image, crop_box, layer_idx, orig_size):  # noqa: ANN001
             x0, y0, x1, y1 = crop_box
@@ -322,69 +302,11 @@ def _make_generator(sam: torch.nn.Module, s: SamSettings) -> Any:
             return data
 
         def generate_levels(self, image: np.ndarray) -> list[PackedMasks]:
-            h, w = image.shape[:2]
-            crop_boxes, layer_idxs = amg.generate_crop_boxes(
-                (h, w), self.crop_n_layers, self.crop_overlap_ratio)
-            acc = [amg.MaskData() for _ in range(4)]
-            for crop_box, layer_idx in zip(crop_boxes, layer_idxs):
-                data = self._crop_masks(image, crop_box, layer_idx, (h, w))
-                if "rles" not in data._stats or len(data["rles"]) == 0:
-                    continue
-                for j in range(4):
-                    sub = amg.MaskData(**dict(data.items()))
-                    if j > 0:
-                        sub.filter(data["level"] == j - 1)
-                    if len(sub["rles"]) == 0:
-                        continue
-                    keep = batched_nms(sub["boxes"].float(), sub["iou_preds"],
-                                       torch.zeros(len(sub["boxes"])),
-                                       iou_threshold=self.box_nms_thresh)
-                    sub.filter(keep)
-                    sub["boxes"] = amg.uncrop_boxes_xyxy(sub["boxes"], crop_box)
-                    sub["points"] = amg.uncrop_points(sub["points"], crop_box)
-                    sub["crop_boxes"] = torch.tensor([crop_box for _ in range(len(sub["rles"]))])
-                    acc[j].cat(sub)
-            out = []
-            for data in acc:
-                if "rles" not in data._stats or len(data["rles"]) == 0:
-                    out.append(PackedMasks(h, w))
-                    continue
-                if len(crop_boxes) > 1:
-                    scores = 1 / box_area(data["crop_boxes"])
-                    keep = batched_nms(data["boxes"].float(), scores.to(data["boxes"].device),
-                                       torch.zeros(len(data["boxes"])),
-                                       iou_threshold=self.crop_nms_thresh)
-                    data.filter(keep)
-                out.append(self._postprocess(data, h, w))
-            return out
+            return _generate_levels(self, image)
 
         def _postprocess(self, data, h: int, w: int) -> PackedMasks:  # noqa: ANN001
             """Small-region removal (SAM ``postprocess_small_regions``) -> packed masks."""
-            min_area = s.min_mask_region_area
-            masks, unchanged, boxes = [], [], []
-            for rle in data["rles"]:
-                m = amg.rle_to_mask(rle)
-                changed = False
-                if min_area > 0:
-                    m, c1 = remove_small_regions(m, min_area, "holes")
-                    m, c2 = remove_small_regions(m, min_area, "islands")
-                    changed = c1 or c2
-                masks.append(np.packbits(m.reshape(-1)))
-                unchanged.append(0.0 if changed else 1.0)
-                boxes.append(amg.batched_mask_to_box(torch.from_numpy(m)[None])[0])
-            scores = (data["stability_score"] * data["iou_preds"]).double().cpu().numpy()
-            areas = np.array([int(np.unpackbits(b).sum()) for b in masks], np.int64)
-            keep = np.arange(len(masks))
-            if min_area > 0 and len(masks):
-                nms_thresh = max(self.box_nms_thresh, self.crop_nms_thresh)
-                keep = batched_nms(torch.stack(boxes).float(), torch.tensor(unchanged),
-                                   torch.zeros(len(boxes)), iou_threshold=nms_thresh).numpy()
-            keep = keep[areas[keep] > 0]
-            pm = PackedMasks(h, w)
-            if len(keep):
-                pm = PackedMasks(h, w, np.stack([masks[i] for i in keep]), areas[keep],
-                                 scores[keep])
-            return pm
+            return _postprocess_level(self, data, h, w, s.min_mask_region_area)
 
     return _LevelGenerator(
         sam, points_per_side=s.points_per_side, points_per_batch=s.points_per_batch,
@@ -393,3 +315,114 @@ def _make_generator(sam: torch.nn.Module, s: SamSettings) -> Any:
         crop_nms_thresh=s.crop_nms_thresh,
         crop_n_points_downscale_factor=s.crop_n_points_downscale_factor,
         min_mask_region_area=0, output_mode="binary_mask")
+
+
+def _process_batch_with_levels(gen: Any, points: np.ndarray, im_size: tuple[int, ...],
+                               crop_box: list[int], orig_size: tuple[int, ...]) -> Any:
+    """The stock ``_process_batch`` of ``gen`` (a ``_LevelGenerator``) with a ``level`` tag
+    (multimask output index) per mask; returns the batch's ``amg.MaskData``."""
+    from segment_anything.utils import amg
+
+    orig_h, orig_w = orig_size
+    pts = gen.predictor.transform.apply_coords(points, im_size)
+    in_points = torch.as_tensor(pts, device=gen.predictor.device)
+    in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
+    masks, iou_preds, _ = gen.predictor.predict_torch(
+        in_points[:, None, :], in_labels[:, None], multimask_output=True,
+        return_logits=True)
+    n_out = masks.shape[1]
+    data = amg.MaskData(
+        masks=masks.flatten(0, 1), iou_preds=iou_preds.flatten(0, 1),
+        points=torch.as_tensor(points.repeat(n_out, axis=0)),
+        level=torch.arange(n_out).repeat(masks.shape[0]))
+    del masks
+    if gen.pred_iou_thresh > 0.0:
+        data.filter(data["iou_preds"] > gen.pred_iou_thresh)
+    data["stability_score"] = amg.calculate_stability_score(
+        data["masks"], gen.predictor.model.mask_threshold, gen.stability_score_offset)
+    if gen.stability_score_thresh > 0.0:
+        data.filter(data["stability_score"] >= gen.stability_score_thresh)
+    data["masks"] = data["masks"] > gen.predictor.model.mask_threshold
+    data["boxes"] = amg.batched_mask_to_box(data["masks"])
+    keep = ~amg.is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
+    if not torch.all(keep):
+        data.filter(keep)
+    data["masks"] = amg.uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
+    data["rles"] = amg.mask_to_rle_pytorch(data["masks"])
+    del data["masks"]
+    return data
+
+
+def _generate_levels(gen: Any, image: np.ndarray) -> list[PackedMasks]:
+    """``gen.generate_levels``: per crop, box NMS within each level (default = all levels),
+    then NMS across crops and the small-region post-processing, per level."""
+    from segment_anything.utils import amg
+    from torchvision.ops.boxes import batched_nms, box_area
+
+    h, w = image.shape[:2]
+    crop_boxes, layer_idxs = amg.generate_crop_boxes(
+        (h, w), gen.crop_n_layers, gen.crop_overlap_ratio)
+    acc = [amg.MaskData() for _ in range(4)]
+    for crop_box, layer_idx in zip(crop_boxes, layer_idxs):
+        data = gen._crop_masks(image, crop_box, layer_idx, (h, w))
+        if "rles" not in data._stats or len(data["rles"]) == 0:
+            continue
+        for j in range(4):
+            sub = amg.MaskData(**dict(data.items()))
+            if j > 0:
+                sub.filter(data["level"] == j - 1)
+            if len(sub["rles"]) == 0:
+                continue
+            keep = batched_nms(sub["boxes"].float(), sub["iou_preds"],
+                               torch.zeros(len(sub["boxes"])),
+                               iou_threshold=gen.box_nms_thresh)
+            sub.filter(keep)
+            sub["boxes"] = amg.uncrop_boxes_xyxy(sub["boxes"], crop_box)
+            sub["points"] = amg.uncrop_points(sub["points"], crop_box)
+            sub["crop_boxes"] = torch.tensor([crop_box for _ in range(len(sub["rles"]))])
+            acc[j].cat(sub)
+    out = []
+    for data in acc:
+        if "rles" not in data._stats or len(data["rles"]) == 0:
+            out.append(PackedMasks(h, w))
+            continue
+        if len(crop_boxes) > 1:
+            scores = 1 / box_area(data["crop_boxes"])
+            keep = batched_nms(data["boxes"].float(), scores.to(data["boxes"].device),
+                               torch.zeros(len(data["boxes"])),
+                               iou_threshold=gen.crop_nms_thresh)
+            data.filter(keep)
+        out.append(gen._postprocess(data, h, w))
+    return out
+
+
+def _postprocess_level(gen: Any, data: Any, h: int, w: int, min_area: int) -> PackedMasks:
+    """Small-region removal (SAM ``postprocess_small_regions``) of one level's
+    ``amg.MaskData`` with ``min_area`` pixels, then a re-run box NMS -> packed masks."""
+    from segment_anything.utils import amg
+    from torchvision.ops.boxes import batched_nms
+
+    masks, unchanged, boxes = [], [], []
+    for rle in data["rles"]:
+        m = amg.rle_to_mask(rle)
+        changed = False
+        if min_area > 0:
+            m, c1 = remove_small_regions(m, min_area, "holes")
+            m, c2 = remove_small_regions(m, min_area, "islands")
+            changed = c1 or c2
+        masks.append(np.packbits(m.reshape(-1)))
+        unchanged.append(0.0 if changed else 1.0)
+        boxes.append(amg.batched_mask_to_box(torch.from_numpy(m)[None])[0])
+    scores = (data["stability_score"] * data["iou_preds"]).double().cpu().numpy()
+    areas = np.array([int(np.unpackbits(b).sum()) for b in masks], np.int64)
+    keep = np.arange(len(masks))
+    if min_area > 0 and len(masks):
+        nms_thresh = max(gen.box_nms_thresh, gen.crop_nms_thresh)
+        keep = batched_nms(torch.stack(boxes).float(), torch.tensor(unchanged),
+                           torch.zeros(len(boxes)), iou_threshold=nms_thresh).numpy()
+    keep = keep[areas[keep] > 0]
+    pm = PackedMasks(h, w)
+    if len(keep):
+        pm = PackedMasks(h, w, np.stack([masks[i] for i in keep]), areas[keep],
+                         scores[keep])
+    return pm

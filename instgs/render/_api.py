@@ -13,7 +13,7 @@ from instgs.core.checks import InputError, check_shape
 from instgs.core.gaussians import Gaussians
 
 from ._types import BackendUnavailableError, RenderOutput
-from .projection import project
+from .projection import Projection, project
 
 __all__ = ["render", "resolve_backend"]
 
@@ -105,6 +105,46 @@ def render(gaussians: Gaussians, cameras: Cameras, *, features: Tensor | None = 
         Kerbl et al., 3D Gaussian Splatting, SIGGRAPH 2023; Ye et al., gsplat, 2024
         (v1.5.3 ``rasterization``); Zwicker et al., EWA Splatting, 2002.
     """
+    _check_render_inputs(gaussians, cameras, features, backgrounds, near_plane, eps2d)
+    device = gaussians.means.device
+    backend = resolve_backend(backend, device)
+    if backend == "gsplat":
+        from ._gsplat import render_gsplat
+
+        return render_gsplat(gaussians, cameras, features=features, backgrounds=backgrounds,
+                             return_top_ids=return_top_ids, near_plane=near_plane,
+                             eps2d=eps2d)
+    if backend == "cpu" and device.type != "cpu":
+        raise BackendUnavailableError(
+            f"backend='cpu' needs CPU tensors, got {device}. Fix: use backend='gsplat' (or "
+            "'auto') for CUDA tensors, or move the tensors to the CPU.")
+
+    proj = _project(gaussians, cameras, backend, near_plane, eps2d)
+    D = 0 if features is None else features.shape[1]
+    colors, opacities, bg = _channel_buffer(gaussians, len(cameras), proj, features,
+                                            backgrounds)
+    out, alpha, top = _rasterize(proj, colors, opacities, bg, cameras.width, cameras.height,
+                                 backend, return_top_ids)
+    acc_z = out[..., -1:]
+    depth = torch.where(alpha > 0, acc_z / alpha.clamp_min(1e-10), torch.zeros_like(acc_z))
+    return RenderOutput(
+        rgb=out[..., :3],
+        alpha=alpha,
+        depth=depth,
+        features=out[..., 3:3 + D] if features is not None else None,
+        top_ids=top,
+        radii=proj.radii,
+        means2d=proj.means2d,
+    )
+
+
+def _check_render_inputs(gaussians: Gaussians, cameras: Cameras, features: Tensor | None,
+                         backgrounds: Tensor | None, near_plane: float, eps2d: float) -> None:
+    """The argument checks of :func:`render` (types, shapes, ranges, one device).
+
+    Raises:
+        ShapeError, InputError: as documented on :func:`render`.
+    """
     if not isinstance(gaussians, Gaussians):
         raise InputError(f"gaussians must be an instgs Gaussians, got {type(gaussians).__name__}",
                          fix="build it with instgs.core.gaussians.Gaussians(...)")
@@ -131,36 +171,42 @@ def render(gaussians: Gaussians, cameras: Cameras, *, features: Tensor | None = 
                              fix="move all Gaussians tensors, features and backgrounds to "
                                  "one device")
 
-    backend = resolve_backend(backend, device)
-    if backend == "gsplat":
-        from ._gsplat import render_gsplat
 
-        return render_gsplat(gaussians, cameras, features=features, backgrounds=backgrounds,
-                             return_top_ids=return_top_ids, near_plane=near_plane,
-                             eps2d=eps2d)
-    if backend == "cpu" and device.type != "cpu":
-        raise BackendUnavailableError(
-            f"backend='cpu' needs CPU tensors, got {device}. Fix: use backend='gsplat' (or "
-            "'auto') for CUDA tensors, or move the tensors to the CPU.")
+def _project(gaussians: Gaussians, cameras: Cameras, backend: str, near_plane: float,
+             eps2d: float) -> Projection:
+    """EWA projection for the "cpu" (fused C++ kernel) or "torch" backend.
 
+    Raises:
+        BackendUnavailableError: backend "cpu" and the native kernel cannot be compiled.
+    """
     W, H = cameras.width, cameras.height
-    dt = gaussians.means.dtype
+    device = gaussians.means.device
     if backend == "cpu":
         from instgs._native import NativeOpsUnavailableError
 
         from ._cpu import project_cpu
 
         try:  # fused C++ twin of `project` (tests/render/test_projection_native.py)
-            proj = project_cpu(gaussians.means, gaussians.quats, gaussians.scales,
+            return project_cpu(gaussians.means, gaussians.quats, gaussians.scales,
                                gaussians.opacities, cameras.viewmats, cameras.Ks, W, H,
                                near_plane=near_plane, eps2d=eps2d)
         except NativeOpsUnavailableError as e:
             raise BackendUnavailableError(str(e)) from e
-    else:
-        proj = project(gaussians.means, gaussians.quats, gaussians.scales,
-                       gaussians.opacities, cameras.viewmats.to(device),
-                       cameras.Ks.to(device), W, H, near_plane=near_plane, eps2d=eps2d)
-    # One channel buffer: rgb | features | camera z (depth channel), composited in one pass.
+    return project(gaussians.means, gaussians.quats, gaussians.scales,
+                   gaussians.opacities, cameras.viewmats.to(device),
+                   cameras.Ks.to(device), W, H, near_plane=near_plane, eps2d=eps2d)
+
+
+def _channel_buffer(gaussians: Gaussians, C: int, proj: Projection, features: Tensor | None,
+                    backgrounds: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One channel buffer: rgb | features | camera z (depth channel), composited in one pass.
+
+    Returns:
+        (colors [C, N, 3 + D + 1], opacities [C, N], backgrounds [C, 3 + D + 1] or None),
+        in the dtype of ``gaussians.means``.
+    """
+    N = len(gaussians)
+    dt = gaussians.means.dtype
     D = 0 if features is None else features.shape[1]
     chans = [gaussians.colors.to(dt)[None].expand(C, N, 3)]
     if features is not None:
@@ -170,33 +216,35 @@ def render(gaussians: Gaussians, cameras: Cameras, *, features: Tensor | None = 
     opacities = gaussians.opacities.to(dt)[None].expand(C, N)
     bg = None
     if backgrounds is not None:
-        bg = torch.cat([backgrounds.to(dt), torch.zeros(C, D + 1, device=device, dtype=dt)], -1)
+        bg = torch.cat([backgrounds.to(dt),
+                        torch.zeros(C, D + 1, device=gaussians.means.device, dtype=dt)], -1)
+    return colors, opacities, bg
 
+
+def _rasterize(proj: Projection, colors: Tensor, opacities: Tensor, bg: Tensor | None, W: int,
+               H: int, backend: str, return_top_ids: bool
+               ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Composite the channel buffer with the "cpu" or "torch" rasterizer.
+
+    Returns:
+        (channels [C, H, W, K], alpha [C, H, W, 1], top_ids [C, H, W] or None).
+
+    Raises:
+        BackendUnavailableError: backend "cpu" and the native kernel cannot be compiled.
+    """
     if backend == "cpu":
         from instgs._native import NativeOpsUnavailableError
 
         from ._cpu import rasterize_cpu
 
         try:
-            out, alpha, top = rasterize_cpu(proj.means2d, proj.conics, colors, opacities,
-                                            proj.depths, proj.extents, W, H, backgrounds=bg,
-                                            return_top_ids=return_top_ids)
+            return rasterize_cpu(proj.means2d, proj.conics, colors, opacities,
+                                 proj.depths, proj.extents, W, H, backgrounds=bg,
+                                 return_top_ids=return_top_ids)
         except NativeOpsUnavailableError as e:
             raise BackendUnavailableError(str(e)) from e
-    else:
-        from ._torch_ref import rasterize_dense
+    from ._torch_ref import rasterize_dense
 
-        out, alpha, top = rasterize_dense(proj.means2d, proj.conics, colors, opacities,
-                                          proj.depths, proj.valid, W, H, backgrounds=bg,
-                                          return_top_ids=return_top_ids)
-    acc_z = out[..., -1:]
-    depth = torch.where(alpha > 0, acc_z / alpha.clamp_min(1e-10), torch.zeros_like(acc_z))
-    return RenderOutput(
-        rgb=out[..., :3],
-        alpha=alpha,
-        depth=depth,
-        features=out[..., 3:3 + D] if features is not None else None,
-        top_ids=top,
-        radii=proj.radii,
-        means2d=proj.means2d,
-    )
+    return rasterize_dense(proj.means2d, proj.conics, colors, opacities,
+                           proj.depths, proj.valid, W, H, backgrounds=bg,
+                           return_top_ids=return_top_ids)

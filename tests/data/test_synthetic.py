@@ -12,6 +12,8 @@ from plyfile import PlyData
 
 from instgs.core.checks import InputError
 from instgs.data import synthetic as syn
+from instgs.data.synthetic.cameras import _camera_rays
+from instgs.data.synthetic.scene import _rot_z
 
 TINY = dict(num_views=4, num_test_views=1, width=48, height=36, seed=3, num_objects=4,
             num_points=3000, min_mask_px=4)
@@ -39,7 +41,7 @@ def test_raycast_matches_slow_reference():
     rng = np.random.default_rng(0)
     os_, ds = [], []
     for c2w in train:
-        o, d = syn._camera_rays(c2w, 40, 30)
+        o, d = _camera_rays(c2w, 40, 30)
         os_.append(o)
         ds.append(d)
     o, d = np.concatenate(os_), np.concatenate(ds)
@@ -62,7 +64,7 @@ def test_raycast_matches_slow_reference():
 def test_raycast_hits_lie_on_the_surfaces():
     scene = syn.build_scene(seed=2, num_objects=5)
     c2w = syn.camera_poses(1, 0, seed=2)[0][0]
-    o, d = syn._camera_rays(c2w, 64, 48)
+    o, d = _camera_rays(c2w, 64, 48)
     t, prim = syn.raycast(scene, o, d)
     for k in np.unique(prim[prim >= 0]):
         p = scene.prims[k]
@@ -73,7 +75,7 @@ def test_raycast_hits_lie_on_the_surfaces():
         elif p.kind == "plane":
             np.testing.assert_allclose(x[:, 2], p.z0, atol=1e-9)
         elif p.kind == "box":
-            xl = np.abs((x - c) @ syn._rot_z(p.yaw)) / np.asarray(p.half)
+            xl = np.abs((x - c) @ _rot_z(p.yaw)) / np.asarray(p.half)
             np.testing.assert_allclose(xl.max(axis=1), 1.0, atol=1e-9)
         else:
             r = np.hypot(x[:, 0] - c[0], x[:, 1] - c[1])
@@ -196,7 +198,7 @@ def test_gt_masks_agree_with_point_reprojection(tiny):
         v = np.floor(fy * pc[:, 1] / z + cy).astype(int)
         inimg = (z > 0.05) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
         # visibility: the depth of the pixel-centre ray (re-rendered from the json pose)
-        o, d = syn._camera_rays(c2w, W, H)
+        o, d = _camera_rays(c2w, W, H)
         depth, _ = syn.raycast(scene, o, d)
         depth = depth.reshape(H, W)
         sel = np.nonzero(inimg)[0]
