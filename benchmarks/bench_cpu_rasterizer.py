@@ -2,7 +2,8 @@
 
 Scene: N random Gaussians (default 50k) inside the frustum of one 504x378 pinhole camera
 (fx = fy = 420 px), depths 2-8 m, scales chosen so the projected 3-sigma radii are
-log-uniform in ~1-30 px (largest axis; the others 0.3-1x of it), random rotations, opacities sigmoid(N(0, 1.5)), random colours, plus a
+log-uniform in ~1-30 px (largest axis; the others 0.3-1x of it), random rotations,
+opacities sigmoid(N(0, 1.5)), random colours, plus a
 6-d feature channel (as InstanceGaussian renders). Loss = L1(rgb) + L1(depth) + L2(features),
 so the backward touches every channel.
 
@@ -21,7 +22,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -148,7 +148,8 @@ def main() -> None:
     result = {
         "gaussians": args.gaussians, "width": args.width, "height": args.height,
         "threads": args.threads, "torch": torch.__version__,
-        "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(), "machine": platform.processor()
+        "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(),
+        "machine": platform.processor()
         or platform.machine(), "cpu_median_s": med, "cpu_times_s": times, **stats,
     }
     print(f"cpu backend: {med:.4f} s/iter forward+backward (median of {args.iters}, min "

@@ -29,7 +29,8 @@ import torch
 
 from instgs.pointcloud.cli import load_network
 from instgs.pointcloud.data import load_scannet_scene
-from instgs.pointcloud.hais import HAIS, STAGES, HAISConfig, predict
+from instgs.pointcloud.hais import HAIS, STAGES, predict
+from instgs.pointcloud.presets import hais_preset
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / \
     "scannet-scene0000-mmdet3d"
@@ -53,7 +54,7 @@ def main() -> None:
         model = load_network(args.ckpt)
     else:
         torch.manual_seed(0)
-        model = HAIS(HAISConfig.preset(args.preset)).eval()
+        model = HAIS(hais_preset(args.preset)).eval()
     predict(model, scene)  # warm-up (spconv kernel setup, allocator)
     runs = []
     for r in range(args.repeats):

@@ -14,14 +14,18 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from instgs.eval.scannet import instance_miou
 from instgs.segment import SegmentConfig, segment_anchors
-from instgs.segment.synthetic import make_synthetic_scene
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "segment"))
+from _synthetic import make_synthetic_scene  # noqa: E402 - test fixture: boxes in a room
 
 
 def main() -> None:

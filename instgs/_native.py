@@ -12,6 +12,7 @@ never raises; :func:`has_cpu_ops` reports availability and :func:`cpu_ops` raise
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import sys
@@ -24,6 +25,8 @@ __all__ = ["has_cpu_ops", "cpu_ops", "NativeOpsUnavailableError", "native_source
 
 _SOURCES = ("bindings.cpp", "rasterize/rasterize_cpu.cpp", "projection/projection_cpu.cpp")
 _HEADERS = ("rasterize/rasterize.h", "projection/projection.h")
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -100,8 +103,7 @@ def _load() -> ModuleType:
             build_dir = cache_dir() / name
             build_dir.mkdir(parents=True, exist_ok=True)
             if not any(build_dir.glob(f"{name}*.so")):
-                print("compiling instgs CPU kernels (first use, ~1 min)...", file=sys.stderr,
-                      flush=True)
+                log.warning("compiling instgs CPU kernels (first use, ~1 min)...")
             fresh = not any(build_dir.glob(f"{name}*.so"))
             _module = load(
                 name=name,

@@ -8,16 +8,17 @@
     instgs query RUN "text"          rank instances by a text query
     instgs eval scannet ...          ScanNet instance / text-query evaluation
 
-Each subcommand is a dataclass parsed by tyro. Subcommands are imported lazily so that
-``instgs --help`` stays fast and a missing optional dependency only affects its own command.
+Each subcommand is a dataclass parsed by tyro whose ``run()`` calls the stage's function
+(``instgs.segment.run(run_dir, cfg)`` and so on) and prints. Subcommands are imported lazily
+so that ``instgs --help`` stays fast and a missing optional dependency only affects its own
+command. Bad input exits with code 1 and one ``error:`` line (:mod:`instgs._cli`).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["main", "COMMANDS"]
 
@@ -40,11 +41,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 def _usage() -> str:
-    lines = ["usage: instgs COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: instgs [-q | -v] COMMAND [ARGS...]", "", "commands:"]
     for name, (_, _, doc) in COMMANDS.items():
         lines.append(f"  {name:<12} {doc}")
     lines.append("")
-    lines.append("Run `instgs COMMAND --help` for the options of a command.")
+    lines.append("Run `instgs COMMAND --help` for the options of a command; -q prints warnings "
+                 "only, -v debug messages.")
     return "\n".join(lines)
 
 
@@ -55,37 +57,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: arguments without the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        Process exit code (0 on success).
+        Process exit code: 0 on success, 1 on bad input (one ``error:`` line on stderr),
+        2 when no command is given.
     """
+    from instgs._cli import run_main, split_verbosity
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    # OpenMP threads that spin while waiting double the CPU time on a busy laptop; let them
-    # sleep instead (must be set before torch/OpenMP start; an explicit setting wins).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if not argv or argv[0] in ("-h", "--help"):
+    rest, _ = split_verbosity(argv)
+    if not rest or rest[0] in ("-h", "--help"):
         print(_usage())
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
+        return 0 if rest else 2
+    name = rest[0]
     if name not in COMMANDS:
-        print(f"instgs: unknown command {name!r}. Known: {', '.join(COMMANDS)}\n", file=sys.stderr)
-        print(_usage(), file=sys.stderr)
-        return 2
-    module, attr, doc = COMMANDS[name]
-    cmd_type = getattr(importlib.import_module(module), attr)
-    parse = getattr(cmd_type, "parse_cli", None)
-    if parse is not None:
-        cmd = parse(rest, prog=f"instgs {name}")
-    else:
-        import tyro
-
-        cmd = tyro.cli(cmd_type, args=rest, prog=f"instgs {name}", description=doc)
-    from instgs.core.checks import InputError
-
-    try:
-        cmd.run()
-    except InputError as e:
-        print(f"instgs {name}: error: {e}", file=sys.stderr)
+        print(f"instgs: error: unknown command {name!r}. Known: {', '.join(COMMANDS)}",
+              file=sys.stderr)
         return 1
-    return 0
+    module, attr, doc = COMMANDS[name]
+    prog = f"instgs {name}"
+
+    def parse(a: list[str]):
+        from instgs._cli import tyro_parse
+
+        cmd_type = getattr(importlib.import_module(module), attr)
+        custom = getattr(cmd_type, "parse_cli", None)
+        if custom is not None:
+            return custom(a, prog=prog)
+        return tyro_parse(cmd_type, a, prog, description=doc)
+
+    return run_main(prog, argv[:argv.index(name)] + argv[argv.index(name) + 1:], parse)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ synthetic scene (:mod:`instgs.data.synthetic`) -> ``instgs train --preset scanne
 -> ``instgs segment`` -> ``instgs eval scannet`` against the scene's ground truth
 -> ``instgs language`` -> ``instgs query`` ("table", "ball") with the scene's oracle text
 features (the synthetic stand-in for CLIP, so no weights are needed).
-Every stage writes its artifact into the run folder; rerunning the demo reuses the scene
-and, with ``--resume``, continues training where it stopped.
+Every stage writes its artifact into the run folder; rerunning the demo reuses the scene and
+retrains from scratch (``--overwrite``) or, with ``--resume``, continues where it stopped.
 """
 
 from __future__ import annotations
@@ -42,30 +42,34 @@ class DemoCommand:
 
     def run(self) -> Path:
         """Run every stage; returns the evaluation JSON path."""
-        from instgs.data.synthetic import make_synthetic_scene
-        from instgs.eval.cli import EvalScannetCommand
-        from instgs.language.cli import LanguageCommand, QueryCommand
-        from instgs.segment.cli import SegmentCommand
-        from instgs.train.config import PRESETS
-        from instgs.train.trainer import train
+        import logging
 
+        from instgs import eval as evaluate
+        from instgs import language, segment
+        from instgs.data.synthetic import make_synthetic_scene
+        from instgs.language.cli import QueryCommand
+        from instgs.train import train, train_preset
+
+        log = logging.getLogger("instgs.demo")
         t0 = time.time()
-        print(f"[1/4] synthetic scene -> {self.scene_dir}")
+        log.info("[1/5] synthetic scene -> %s", self.scene_dir)
         scene = make_synthetic_scene(self.scene_dir, num_views=self.num_views,
                                      width=self.width, height=self.height)
-        cfg = dataclasses.replace(PRESETS["scannet"][1], data=Path(scene),
+        cfg = dataclasses.replace(train_preset("scannet"), data=Path(scene),
                                   run_dir=self.run_dir, steps=self.steps,
                                   max_minutes=self.max_minutes, backend=self.backend,
-                                  resume=self.resume, save_every=500)
-        print(f"[2/5] train ({self.steps} steps) -> {self.run_dir}")
+                                  resume=self.resume, overwrite=not self.resume,
+                                  save_every=500)
+        log.info("[2/5] train (%d steps) -> %s", self.steps, self.run_dir)
         train(cfg)
-        print("[3/5] segment")
-        SegmentCommand(run_dir=self.run_dir).run()
-        print("[4/5] evaluate against the ground truth")
-        out = EvalScannetCommand(run_dir=self.run_dir, gt=Path(scene)).run()
-        print("[5/5] language features per instance, then text queries")
-        LanguageCommand(run_dir=self.run_dir).run()
+        log.info("[3/5] segment")
+        segment.run(self.run_dir)
+        log.info("[4/5] evaluate against the ground truth")
+        out = evaluate.run_scannet(self.run_dir, Path(scene))
+        log.info("[5/5] language features per instance, then text queries")
+        language.run(self.run_dir)
         QueryCommand(run_dir=self.run_dir, texts=("table", "ball"),
                      text_features=Path(scene) / "text_features.json").run()
-        print(f"demo finished in {(time.time() - t0) / 60:.1f} min; results in {self.run_dir}")
+        log.info("demo finished in %.1f min; results in %s", (time.time() - t0) / 60,
+                 self.run_dir)
         return out

@@ -12,6 +12,7 @@ def test_public_names_resolve():
 
 
 def test_import_instgs_does_not_import_torch_modules_eagerly():
-    code = "import sys, instgs; print('instgs.render' in sys.modules, 'instgs.train' in sys.modules)"
+    code = ("import sys, instgs; "
+            "print('instgs.render' in sys.modules, 'instgs.train' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

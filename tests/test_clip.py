@@ -1,4 +1,4 @@
-"""instgs.language.clip: open_clip wrapper (random-initialised ViT-B-32; no weights here)."""
+"""instgs.clip: open_clip wrapper (random-initialised ViT-B-32; no weights here)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from instgs.core.checks import InputError
-from instgs.language import clip as clip_mod
-from instgs.language.clip import encode_images, encode_text, load_clip
+from instgs import clip as clip_mod
+from instgs.clip import encode_images, encode_text, load_clip
 
 
 @pytest.fixture(scope="module")

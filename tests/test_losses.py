@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from instgs.train.losses import (LossConfig, cohesion_loss, instance_feature_losses,
+from instgs.losses import (LossConfig, cohesion_loss, instance_feature_losses,
                                  mask_means, projected_instance_losses, psnr, separation_loss,
                                  ssim)
 

@@ -39,7 +39,8 @@ def opengl_to_opencv(c2w: Tensor) -> Tensor:
 
 
 def invert_rigid(T: Tensor) -> Tensor:
-    """Invert rigid transforms [..., 4, 4] (rotation + translation) exactly: [R|t]^-1 = [R^T|-R^T t]."""
+    """Invert rigid transforms [..., 4, 4] (rotation + translation) exactly:
+    [R|t]^-1 = [R^T|-R^T t]."""
     R = T[..., :3, :3]
     t = T[..., :3, 3:]
     out = torch.zeros_like(T)
@@ -74,7 +75,7 @@ class Cameras:
     def __len__(self) -> int:
         return self.viewmats.shape[0]
 
-    def __getitem__(self, idx) -> "Cameras":
+    def __getitem__(self, idx) -> Cameras:
         if isinstance(idx, int):
             idx = slice(idx, idx + 1)
         return Cameras(self.viewmats[idx], self.Ks[idx], self.width, self.height)
@@ -89,10 +90,10 @@ class Cameras:
         """Camera centres in world coordinates [C, 3], metres."""
         return self.c2w[:, :3, 3]
 
-    def to(self, device) -> "Cameras":
+    def to(self, device) -> Cameras:
         return Cameras(self.viewmats.to(device), self.Ks.to(device), self.width, self.height)
 
-    def scaled(self, factor: float) -> "Cameras":
+    def scaled(self, factor: float) -> Cameras:
         """Cameras for images resized by ``factor`` (e.g. 0.5 halves width and height)."""
         Ks = self.Ks.clone()
         Ks[:, :2, :] *= factor

@@ -42,11 +42,11 @@ class Gaussians:
 
     @classmethod
     def from_params(cls, means: Tensor, quats: Tensor, log_scales: Tensor,
-                    opacity_logits: Tensor, colors: Tensor) -> "Gaussians":
+                    opacity_logits: Tensor, colors: Tensor) -> Gaussians:
         """Build from pre-activation parameters: scales = exp(log_scales), opacities = sigmoid."""
         return cls(means, quats, torch.exp(log_scales), torch.sigmoid(opacity_logits), colors)
 
-    def detached(self) -> "Gaussians":
+    def detached(self) -> Gaussians:
         """A copy with every tensor detached (for feature passes that must not move geometry)."""
         return Gaussians(*(t.detach() for t in (self.means, self.quats, self.scales,
                                                   self.opacities, self.colors)))

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from instgs.core.checks import InputError
 
-from .scene import Frame, SceneData, build_scene
+from .types import Frame, SceneData, build_scene
 
 __all__ = ["read_colmap", "find_sparse_dir", "read_points3d", "colmap_intrinsics"]
 

@@ -22,7 +22,7 @@ from instgs.core.checks import InputError
 
 from . import _images
 from .colmap import read_points3d
-from .scene import Frame, SceneData, build_scene
+from .types import Frame, SceneData, build_scene
 
 __all__ = ["read_llff", "llff_to_opencv_c2w"]
 

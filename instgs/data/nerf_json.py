@@ -23,7 +23,7 @@ from instgs.core.checks import InputError
 
 from . import _images
 from .ply import read_ply_points
-from .scene import Frame, SceneData, build_scene
+from .types import Frame, SceneData, build_scene
 
 __all__ = ["read_nerf", "find_transforms", "parse_transforms"]
 

@@ -29,7 +29,7 @@ from instgs.core.checks import InputError
 
 from .nerf_json import parse_transforms
 from .ply import read_ply_points
-from .scene import SceneData, build_scene
+from .types import SceneData, build_scene
 
 __all__ = ["read_scannet", "looks_like", "frustum_fraction", "check_convention"]
 

@@ -6,7 +6,7 @@ boolean masks) and are O(G·P·N); use them on small cases only.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

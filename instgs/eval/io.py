@@ -13,7 +13,7 @@ GT sources (both give one entry per ``*_vh_clean_2.ply`` vertex, original vertex
 
 Predictions: a per-vertex id file (``.npy`` or a ``.pt`` holding a tensor/array),
 InstanceGaussian's ``cluster_lang.npz`` (``leaf_feat``, ``occu_count``, ``leaf_ind``), or a run
-folder (``instances.npz`` ``anchor_labels`` + optional ``language.npz``).
+folder (its instance labels + optional language features, read through :mod:`instgs.run`).
 """
 
 from __future__ import annotations
@@ -153,10 +153,12 @@ def load_pred_labels(path: str | Path) -> np.ndarray:
     if suf == ".npy":
         a = _load_npy(path)
     elif suf == ".npz":
-        z = np.load(path, allow_pickle=False)
-        key = next((k for k in ("anchor_labels", "leaf_ind", "labels") if k in z.files), None)
+        from instgs.run import load_npz
+
+        z = load_npz(path, "regenerate the file")
+        key = next((k for k in ("anchor_labels", "leaf_ind", "labels") if k in z), None)
         if key is None:
-            raise InputError(f"no label array among {z.files}", path,
+            raise InputError(f"no label array among {sorted(z)}", path,
                              "save the labels under 'anchor_labels' or 'leaf_ind'")
         a = z[key]
     elif suf in (".pt", ".pth"):
@@ -186,17 +188,19 @@ def load_cluster_lang(path: str | Path) -> Language:
     Raises:
         InputError: missing file or keys, inconsistent shapes.
     """
+    from instgs.run import load_npz
+
     path = Path(path)
     if not path.is_file():
         raise InputError("language file not found", path)
-    z = np.load(path, allow_pickle=False)
+    z = load_npz(path, "pass a cluster_lang.npz with leaf_feat, occu_count and leaf_ind")
     need = ("leaf_feat", "leaf_ind")
-    miss = [k for k in need if k not in z.files]
+    miss = [k for k in need if k not in z]
     if miss:
-        raise InputError(f"missing keys {miss} (has {z.files})", path,
+        raise InputError(f"missing keys {miss} (has {sorted(z)})", path,
                          "pass a cluster_lang.npz with leaf_feat, occu_count and leaf_ind")
     feats = z["leaf_feat"].astype(np.float32)
-    occ = z["occu_count"] if "occu_count" in z.files else None
+    occ = z["occu_count"] if "occu_count" in z else None
     if feats.ndim != 2 or (occ is not None and occ.shape != (feats.shape[0],)):
         raise InputError(f"leaf_feat {feats.shape} / occu_count "
                          f"{None if occ is None else occ.shape} disagree", path)
@@ -205,17 +209,16 @@ def load_cluster_lang(path: str | Path) -> Language:
 
 
 def load_run_language(run_dir: str | Path) -> Language | None:
-    """Read ``RUN/language.npz`` (``instance_features [K,512]``, ``view_counts [K]``) if present."""
-    path = Path(run_dir) / "language.npz"
-    if not path.is_file():
+    """A run's ``language.npz`` as a :class:`Language` (None when the run has none), read
+    through :func:`instgs.run.load_language` (checked against the run's instances and
+    checkpoint)."""
+    from instgs.run import RunPaths, load_language
+
+    if not RunPaths(Path(run_dir)).language.is_file():
         return None
-    z = np.load(path, allow_pickle=False)
-    if "instance_features" not in z.files:
-        raise InputError(f"no 'instance_features' among {z.files}", path,
-                         "rerun `instgs language RUN`")
-    feats = z["instance_features"].astype(np.float32)
-    vc = z["view_counts"] if "view_counts" in z.files else None
-    return Language(features=feats, view_counts=vc, labels=None, source=path)
+    lang = load_language(run_dir)
+    return Language(features=lang.instance_features, view_counts=lang.view_counts, labels=None,
+                    source=RunPaths(Path(run_dir)).language)
 
 
 def load_text_features(path: str | Path) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ Every function here has a loop twin in :mod:`instgs.eval._reference`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

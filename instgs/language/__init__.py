@@ -1,7 +1,13 @@
-"""Open-vocabulary language features: CLIP wrapper, 2D-3D association, text queries.
+"""Open-vocabulary language features: 2D-3D association and text queries.
 
-Submodules are imported explicitly (``from instgs.language.clip import load_clip``); nothing
-is imported eagerly here, so ``import instgs.language`` never pulls in open_clip.
+``instgs.language.run(run_dir, cfg) -> Path`` is the stage (what ``instgs language RUN``
+does). Nothing here imports open_clip; :mod:`instgs.language.query` loads it when a text has
+to be encoded.
 """
 
 from __future__ import annotations
+
+from .associate import LanguageConfig
+from .stage import run
+
+__all__ = ["run", "LanguageConfig"]

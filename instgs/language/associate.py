@@ -41,18 +41,19 @@ in fewer views than that (fragments, whose IoU with a whole-object mask stays sm
 matched again with ``|silhouette & mask| / |silhouette| x (1 - L1)`` > ``min_containment``
 and pooled from those matches.
 
-Output: ``RUN/language.npz`` (see :func:`save_language`), and optionally an OpenGaussian /
-InstanceGaussian ``cluster_lang.npz`` (:func:`export_cluster_lang`).
+Silhouettes are in :mod:`instgs.language.silhouettes`, matching and pooling in
+:mod:`instgs.language.matching`. Output: :class:`instgs.run.LanguageFeatures` (written as
+``language.npz`` by the stage, :func:`instgs.language.run`), and optionally an
+OpenGaussian / InstanceGaussian ``cluster_lang.npz`` (:func:`export_cluster_lang`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -60,28 +61,15 @@ from torch import Tensor
 
 from instgs.core.artifacts import atomic_save_npz, config_to_dict
 from instgs.core.checks import InputError
+from instgs.run import LanguageFeatures, LoadedRun, labels_digest
 
-__all__ = [
-    "LANGUAGE_FILE",
-    "PRESETS",
-    "LanguageConfig",
-    "LanguageFeatures",
-    "ViewMatches",
-    "alone_alpha_reference",
-    "alone_log_transmittance",
-    "associate",
-    "associate_run",
-    "export_cluster_lang",
-    "labels_digest",
-    "mask_mean_features",
-    "match_masks",
-    "match_masks_reference",
-    "pool_matches",
-    "read_language_file",
-    "save_language",
-]
+from .matching import (ViewMatches, mask_mean_features, match_containment, match_masks,
+                       pool_matches)
+from .silhouettes import silhouettes
 
-LANGUAGE_FILE = "language.npz"
+__all__ = ["PRESETS", "LanguageConfig", "associate", "export_cluster_lang"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,374 +132,28 @@ PRESETS: dict[str, LanguageConfig] = {
 there: 0.5 figurines, 0.2 ramen, 0.5 teatime, 0.2 waldo_kitchen), OpenGaussian Stage 3."""
 
 
-@dataclass
-class ViewMatches:
-    """The kept matches of one view (one row per matched instance).
-
-    Attributes:
-        view: scene view index.
-        instance_ids: [R] int64 instance ids.
-        mask_ids: [R] int64 level-local mask ids.
-        scores: [R] float32 IoU x (1 - L1).
-        ious: [R] float32 IoU (the containment share for containment matches).
-        mask_pixels: [R] int64 matched-mask pixel count (at the run's resolution).
-        clip: [R, 512] float32 CLIP rows of the matched masks ([R, 0] without features).
-    """
-
-    view: int
-    instance_ids: np.ndarray
-    mask_ids: np.ndarray
-    scores: np.ndarray
-    ious: np.ndarray
-    mask_pixels: np.ndarray
-    clip: np.ndarray
-
-
-@dataclass
-class LanguageFeatures:
-    """Per-instance CLIP features of a run (the content of ``RUN/language.npz``).
-
-    Attributes:
-        instance_features: [K, D] float32, L2-normalised rows; zero rows for instances never
-            matched (D = 512 for ViT-B CLIP; 0 rows of features when the masks carry none).
-        view_counts: [K] int64, number of views with a kept match (``occu_count``).
-        match_scores: [K] float32, mean score of the pooled matches (0 if none).
-        instance_ids: [K] int64, the instance id of each row (values of ``anchor_labels``).
-        config: the :class:`LanguageConfig` as plain data.
-        meta: plain data (clip_features_available, sam_level, views, n_offsets, timings,
-            anchor-label digest).
-        containment_only: [K] bool, the feature came from the containment fallback alone
-            (a fragment inside one object's mask); None = all False. Queries leave these
-            parts of objects out unless asked (:func:`instgs.language.query.query_instances`).
-    """
-
-    instance_features: np.ndarray
-    view_counts: np.ndarray
-    match_scores: np.ndarray
-    instance_ids: np.ndarray
-    config: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-    containment_only: np.ndarray | None = None
-
-
-def labels_digest(anchor_labels: np.ndarray) -> str:
-    """SHA-1 of the int64 anchor labels (detects language features gone stale)."""
-    return hashlib.sha1(np.ascontiguousarray(anchor_labels, np.int64).tobytes()).hexdigest()
-
-
-# --------------------------------------------------------------------------- silhouettes
-@torch.no_grad()
-def alone_log_transmittance(means2d: Tensor, conics: Tensor, opacities: Tensor,
-                            extents: Tensor, groups: Tensor, num_groups: int, width: int,
-                            height: int, max_pairs: int = 4_000_000) -> Tensor:
-    """Per-group ``sum log(1 - alpha_i)`` over each pixel: the silhouettes of groups of
-    Gaussians each rendered alone, in one vectorised pass.
-
-    A set rendered alone has ``alpha = 1 - prod_i (1 - alpha_i)`` whatever its depth order
-    (3DGS compositing; the renderer's stop at T <= 1e-4 only changes alphas above 0.9999).
-    Per-Gaussian alphas follow :mod:`instgs.render` exactly: pixel centres at +0.5,
-    ``alpha = min(0.99, o exp(-sigma))``, skipped below 1/255 or for sigma < 0.
-
-    Args:
-        means2d: [M, 2] projected centres, pixels. conics: [M, 3] (a, b, c) inverse 2D
-            covariance. opacities: [M] in [0, 1]. extents: [M, 2] half-widths of the
-            alpha >= 1/255 box, pixels (0 = culled), from :func:`instgs.render.projection.project`.
-        groups: [M] int64 group (instance) index in [0, G) or -1 to ignore.
-        num_groups: G.
-        width, height: image size, pixels.
-        max_pairs: (Gaussian, pixel) pairs per chunk (memory bound).
-
-    Returns:
-        [G, H * W] float32 log transmittance (0 = untouched); the silhouette alpha is
-        ``1 - exp(.)``.
-    """
-    dev = means2d.device
-    hw = height * width
-    out = torch.zeros(num_groups * hw, dtype=torch.float32, device=dev)
-    keep = (groups >= 0) & (extents[:, 0] > 0)
-    idx = torch.nonzero(keep).squeeze(1)
-    if idx.numel() == 0:
-        return out.view(num_groups, hw)
-    m2, ext, con = means2d[idx].float(), extents[idx].float(), conics[idx].float()
-    # pixel-centre box: pixels u with |u + 0.5 - mx| <= ex (the renderer's alpha >= 1/255 box)
-    x0 = torch.ceil(m2[:, 0] - ext[:, 0] - 0.5).clamp(0, width - 1)
-    x1 = torch.floor(m2[:, 0] + ext[:, 0] - 0.5).clamp(-1, width - 1)
-    y0 = torch.ceil(m2[:, 1] - ext[:, 1] - 0.5).clamp(0, height - 1)
-    y1 = torch.floor(m2[:, 1] + ext[:, 1] - 0.5).clamp(-1, height - 1)
-    bw = (x1 - x0 + 1).clamp(min=0)
-    bh = (y1 - y0 + 1).clamp(min=0)
-    npix = (bw * bh).long()
-    # one record per Gaussian, gathered once per (Gaussian, pixel) pair: offset of the centre
-    # from the box corner's pixel centre, 0.5 a, b, 0.5 c, opacity, box width
-    rec = torch.stack([m2[:, 0] - x0 - 0.5, m2[:, 1] - y0 - 0.5, 0.5 * con[:, 0], con[:, 1],
-                       0.5 * con[:, 2], opacities[idx].float(), bw], 1)  # [n, 7]
-    basekey = groups[idx].long() * hw + y0.long() * width + x0.long()  # [n]
-    csum = torch.cumsum(npix, 0)
-    n, start = len(idx), 0
-    while start < n:
-        first = int(csum[start - 1]) if start else 0
-        end = int(torch.searchsorted(csum, torch.tensor(first + max_pairs, device=dev),
-                                     right=True))
-        end = max(end, start + 1)
-        cnt = npix[start:end]
-        total = int(cnt.sum())
-        if total:
-            local = torch.repeat_interleave(torch.arange(start, end, device=dev), cnt)
-            kk = (torch.arange(total, device=dev) + first - (csum[local] - npix[local])).float()
-            r = rec[local]  # [P, 7]
-            ky = torch.floor(kk / r[:, 6])
-            kx = kk - ky * r[:, 6]
-            dx = r[:, 0] - kx  # mean2d - pixel centre
-            dy = r[:, 1] - ky
-            sigma = r[:, 2] * dx * dx + r[:, 4] * dy * dy + r[:, 3] * dx * dy
-            alpha = torch.clamp(r[:, 5] * torch.exp(-sigma), max=0.99)
-            ok = (sigma >= 0) & (alpha >= 1.0 / 255.0)
-            key = basekey[local] + ky.long() * width + kx.long()
-            out.index_add_(0, key[ok], torch.log1p(-alpha[ok]))
-        start = end
-    return out.view(num_groups, hw)
-
-
-@torch.no_grad()
-def alone_alpha_reference(gaussians, camera, groups: Tensor, num_groups: int,
-                          backend: str = "auto") -> Tensor:
-    """Reference twin of :func:`alone_log_transmittance`: render every group alone.
-
-    Args:
-        gaussians: :class:`instgs.core.gaussians.Gaussians` [M].
-        camera: one-camera :class:`instgs.core.cameras.Cameras`.
-        groups: [M] int64 group index in [0, G) or -1.
-        num_groups: G.
-        backend: :func:`instgs.render.render` backend.
-
-    Returns:
-        [G, H * W] float32 alpha of each group rendered alone (InstanceGaussian
-        ``render4attach``).
-    """
-    from instgs.core.gaussians import Gaussians
-    from instgs.render import render
-
-    hw = camera.height * camera.width
-    out = torch.zeros(num_groups, hw)
-    for gi in range(num_groups):
-        sel = groups == gi
-        if not bool(sel.any()):
-            continue
-        sub = Gaussians(gaussians.means[sel], gaussians.quats[sel], gaussians.scales[sel],
-                        gaussians.opacities[sel], gaussians.colors[sel])
-        out[gi] = render(sub, camera, backend=backend).alpha[0, ..., 0].reshape(-1).float()
-    return out
-
-
-# --------------------------------------------------------------------------- matching
-def mask_mean_features(labels: Tensor, pixel_feats: Tensor, alpha: Tensor, num_masks: int,
-                       alpha_threshold: float = 0.7) -> Tensor:
-    """Mean rendered instance feature inside each mask.
-
-    Pixels with alpha > ``alpha_threshold`` are averaged (InstanceGaussian's mask means use
-    the silhouette > 0.7); a mask with no such pixel falls back to all its pixels.
-
-    Args:
-        labels: [P] int64 mask id per pixel, -1 = none.
-        pixel_feats: [P, F] rendered features divided by alpha (per-pixel mean feature).
-        alpha: [P] rendered alpha.
-        num_masks: number of masks Mk (ids 0..Mk-1).
-        alpha_threshold: see above.
-
-    Returns:
-        [Mk, F] float32.
-    """
-    f = pixel_feats.shape[1]
-    valid = labels >= 0
-    lab = labels[valid]
-    feats, a = pixel_feats[valid].float(), alpha[valid]
-    good = a > alpha_threshold
-    sums = torch.zeros(num_masks, f).index_add_(0, lab[good], feats[good])
-    cnt = torch.bincount(lab[good], minlength=num_masks).float()
-    sums_all = torch.zeros(num_masks, f).index_add_(0, lab, feats)
-    cnt_all = torch.bincount(lab, minlength=num_masks).float()
-    use = cnt > 0
-    return torch.where(use[:, None], sums / cnt.clamp(min=1)[:, None],
-                       sums_all / cnt_all.clamp(min=1)[:, None])
-
-
-def match_masks(sil: Tensor, labels: Tensor, inst_feats: Tensor, mask_feats: Tensor,
-                feat_range: float = 1.0) -> tuple[Tensor, Tensor]:
-    """Score every (silhouette, mask) pair: IoU x (1 - mean|f - g| / feat_range).
-
-    Args:
-        sil: [G, P] bool silhouettes. labels: [P] int64 mask ids (-1 none; ids < Mk).
-        inst_feats: [G, F] instance features. mask_feats: [Mk, F] mask mean features.
-        feat_range: range of one feature channel (1 for [0,1]-mapped features, 2 for raw
-            unit-vector components), so that the feature term lies in [0, 1].
-
-    Returns:
-        (scores [G, Mk] float32, ious [G, Mk] float32).
-    """
-    mk = mask_feats.shape[0]
-    g = sil.shape[0]
-    if mk == 0 or g == 0:
-        z = torch.zeros(g, mk)
-        return z, z.clone()
-    valid = labels >= 0
-    onehot = torch.zeros(labels.shape[0], mk)
-    onehot[torch.nonzero(valid).squeeze(1), labels[valid]] = 1.0
-    silf = sil.float()
-    inter = silf @ onehot  # [G, Mk]
-    union = silf.sum(1, keepdim=True) + onehot.sum(0)[None] - inter
-    iou = inter / union.clamp(min=1)
-    return iou * feature_agreement(inst_feats, mask_feats, feat_range), iou
-
-
-def feature_agreement(inst_feats: Tensor, mask_feats: Tensor, feat_range: float = 1.0
-                      ) -> Tensor:
-    """``clamp(1 - mean|f - g| / feat_range, 0, 1)`` for every (instance, mask) pair.
-
-    Args:
-        inst_feats: [G, F]. mask_feats: [Mk, F]. feat_range: range of one channel.
-
-    Returns:
-        [G, Mk] float32.
-    """
-    l1 = (inst_feats[:, None, :].float() - mask_feats[None].float()).abs().mean(-1) / feat_range
-    return (1 - l1).clamp(0, 1)
-
-
-def match_containment(sil: Tensor, labels: Tensor, inst_feats: Tensor, mask_feats: Tensor,
-                      feat_range: float = 1.0) -> tuple[Tensor, Tensor]:
-    """Containment score of every (silhouette, mask) pair: |sil & mask| / |sil| x (1 - L1).
-
-    The fallback of :func:`match_masks` for fragments much smaller than any mask (instgs).
-
-    Args:
-        as :func:`match_masks`.
-
-    Returns:
-        (scores [G, Mk] float32, containment [G, Mk] float32 in [0, 1]).
-    """
-    mk, g = mask_feats.shape[0], sil.shape[0]
-    if mk == 0 or g == 0:
-        z = torch.zeros(g, mk)
-        return z, z.clone()
-    lab = torch.where(labels >= 0, labels, torch.full_like(labels, mk))
-    silf = sil.float()
-    inter = torch.zeros(g, mk + 1).index_add_(1, lab, silf)[:, :mk]
-    cont = inter / silf.sum(1, keepdim=True).clamp(min=1)
-    return cont * feature_agreement(inst_feats, mask_feats, feat_range), cont
-
-
-def match_masks_reference(sil: Tensor, labels: Tensor, inst_feats: Tensor, mask_feats: Tensor,
-                          feat_range: float = 1.0) -> tuple[Tensor, Tensor]:
-    """Reference twin of :func:`match_masks` (explicit loops over silhouettes and masks)."""
-    g, mk = sil.shape[0], mask_feats.shape[0]
-    scores, ious = torch.zeros(g, mk), torch.zeros(g, mk)
-    for i in range(g):
-        for m in range(mk):
-            a, b = sil[i], labels == m
-            inter = float((a & b).sum())
-            union = float((a | b).sum())
-            iou = inter / union if union > 0 else 0.0
-            l1 = float((inst_feats[i].float() - mask_feats[m].float()).abs().mean()) / feat_range
-            ious[i, m] = iou
-            scores[i, m] = iou * min(max(1.0 - l1, 0.0), 1.0)
-    return scores, ious
-
-
-def match_containment_reference(sil: Tensor, labels: Tensor, inst_feats: Tensor,
-                                mask_feats: Tensor, feat_range: float = 1.0
-                                ) -> tuple[Tensor, Tensor]:
-    """Reference twin of :func:`match_containment` (explicit loops)."""
-    g, mk = sil.shape[0], mask_feats.shape[0]
-    scores, cont = torch.zeros(g, mk), torch.zeros(g, mk)
-    for i in range(g):
-        size = float(sil[i].sum())
-        for m in range(mk):
-            c = float((sil[i] & (labels == m)).sum()) / size if size > 0 else 0.0
-            l1 = float((inst_feats[i].float() - mask_feats[m].float()).abs().mean()) / feat_range
-            cont[i, m] = c
-            scores[i, m] = c * min(max(1.0 - l1, 0.0), 1.0)
-    return scores, cont
-
-
-# --------------------------------------------------------------------------- pooling
-def pool_matches(matches: list[ViewMatches], num_instances: int, cfg: LanguageConfig,
-                 dim: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pool the kept matches into one CLIP feature per instance.
-
-    Args:
-        matches: per-view matches (:class:`ViewMatches`).
-        num_instances: K.
-        cfg: ``pooling`` and ``top_k_views``.
-        dim: CLIP feature size (rows for instances without matches are zero).
-
-    Returns:
-        features [K, dim] float32 L2-normalised (zero rows when unmatched or when the masks
-        carry no CLIP features), view_counts [K] int64 (all kept matches), match_scores
-        [K] float32 (mean score of the pooled matches).
-
-    References:
-        InstanceGaussian ``attach_lang_feature_scannet.py`` (median, top-5 by mask pixels),
-        ``attach_lang_feature_lerf.py`` and OpenGaussian Stage 3 (mean).
-    """
-    feats = np.zeros((num_instances, dim), np.float32)
-    counts = np.zeros(num_instances, np.int64)
-    scores = np.zeros(num_instances, np.float32)
-    if not matches:
-        return feats, counts, scores
-    inst = np.concatenate([m.instance_ids for m in matches])
-    sc = np.concatenate([m.scores for m in matches])
-    px = np.concatenate([m.mask_pixels for m in matches])
-    has_clip = all(m.clip.shape[1] == dim for m in matches) and dim > 0
-    clip = np.concatenate([m.clip for m in matches]) if has_clip else None
-    order = np.argsort(inst, kind="stable")
-    inst, sc, px = inst[order], sc[order], px[order]
-    clip = clip[order] if clip is not None else None
-    ids, starts, cnts = np.unique(inst, return_index=True, return_counts=True)
-    for k, s, c in zip(ids, starts, cnts):
-        rows = np.arange(s, s + c)
-        counts[k] = c
-        if cfg.pooling == "median_topk":
-            rows = rows[np.argsort(-px[rows], kind="stable")[: cfg.top_k_views]]
-        scores[k] = float(sc[rows].mean())
-        if clip is not None:
-            f = (np.median(clip[rows], axis=0) if cfg.pooling == "median_topk"
-                 else clip[rows].mean(axis=0))
-            n = float(np.linalg.norm(f))
-            feats[k] = f / n if n > 1e-12 else 0.0
-    return feats, counts, scores
-
-
 # --------------------------------------------------------------------------- per view
 def _load_view_masks(feat_dir: Path, stem: str, level: str, h: int, w: int
                      ) -> tuple[Tensor, np.ndarray]:
-    from instgs.masks.io import read_level
-    from instgs.train.trainer import _resize_labels
+    from instgs.masks.io import read_level_at
 
-    labels, rows = read_level(feat_dir, stem, level)
-    lab = torch.as_tensor(labels, dtype=torch.int64)
-    if lab.shape != (h, w):
-        lab = _resize_labels(lab, h, w, feat_dir / f"{stem}_s.npy")
-    return lab.reshape(-1), rows
+    labels, rows = read_level_at(feat_dir, stem, level, h, w)
+    return torch.from_numpy(labels).reshape(-1), rows
 
 
-def _silhouettes(cfg: LanguageConfig, g, camera, grp: Tensor, n: int, out, alpha: Tensor,
-                 proj, backend: str) -> Tensor:
-    """[n, H*W] bool silhouettes of the Gaussian groups ``grp`` (in [0, n) or -1) of a view."""
-    thr = cfg.silhouette_threshold
-    if cfg.silhouette == "visible":
-        top = out.top_ids[0].reshape(-1)
-        owner = torch.where(top >= 0, grp[top.clamp(min=0)], torch.full_like(top, -1))
-        owner = torch.where(alpha > thr, owner, torch.full_like(owner, -1))
-        sil = torch.zeros(n, alpha.numel(), dtype=torch.bool)
-        pix = torch.nonzero(owner >= 0).squeeze(1)
-        sil[owner[pix], pix] = True
-        return sil
-    if cfg.alone_method == "splat":
-        logt = alone_log_transmittance(proj.means2d[0], proj.conics[0], g.opacities,
-                                       proj.extents[0], grp, n, camera.width, camera.height,
-                                       cfg.max_pairs)
-        return logt < float(np.log1p(-thr))
-    return alone_alpha_reference(g, camera, grp, n, backend) > thr
+def _drop_small_masks(labels: Tensor, min_pixels: int) -> tuple[Tensor, int, Tensor]:
+    """Masks smaller than ``min_pixels`` become -1 (InstanceGaussian ``filter_th``).
+
+    Returns:
+        (labels [P] int64, number of mask ids Mk, area [Mk] int64 pixels per kept mask).
+    """
+    mk = int(labels.max()) + 1 if labels.numel() else 0
+    if not mk:
+        return labels, 0, torch.zeros(0, dtype=torch.long)
+    area = torch.bincount(labels[labels >= 0], minlength=mk)
+    labels = torch.where((labels >= 0) & (area[labels.clamp(min=0)] >= min_pixels),
+                         labels, torch.full_like(labels, -1))
+    return labels, mk, torch.bincount(labels[labels >= 0], minlength=mk)
 
 
 @torch.no_grad()
@@ -537,15 +179,7 @@ def _view_matches(ng, camera, labels: Tensor, clip_rows: np.ndarray, anchor_labe
     alpha = out.alpha[0, ..., 0].reshape(-1).float()
     pix_feat = out.features[0].reshape(hw, -1).float() / alpha.clamp(min=1e-6)[:, None]
 
-    # small masks are ignored (InstanceGaussian filter_th)
-    mk = int(labels.max()) + 1 if labels.numel() else 0
-    if mk:
-        area = torch.bincount(labels[labels >= 0], minlength=mk)
-        labels = torch.where((labels >= 0) & (area[labels.clamp(min=0)] >= cfg.min_mask_pixels),
-                             labels, torch.full_like(labels, -1))
-        area = torch.bincount(labels[labels >= 0], minlength=mk)
-    else:
-        area = torch.zeros(0, dtype=torch.long)
+    labels, mk, area = _drop_small_masks(labels, cfg.min_mask_pixels)
 
     # candidates: instances with >= min_visible_anchors anchors that project into the view
     on_img = (out.radii[0] > 0) & (g_inst >= 0)
@@ -574,7 +208,7 @@ def _view_matches(ng, camera, labels: Tensor, clip_rows: np.ndarray, anchor_labe
         grp = local[g_inst.clamp(min=0)] - c0
         grp = torch.where((g_inst >= 0) & (grp >= 0) & (grp < ids.numel()), grp,
                           torch.full_like(grp, -1))
-        sil = _silhouettes(cfg, g, camera, grp, ids.numel(), out, alpha, proj, backend)
+        sil = silhouettes(cfg, g, camera, grp, ids.numel(), out, alpha, proj, backend)
         size = sil.sum(1)
         ok = (size > 0) & (size <= cfg.max_coverage * hw)
         if not bool(ok.any()):
@@ -623,15 +257,14 @@ def _select_views(ids: list[int], max_views: int | None) -> list[int]:
     return [ids[i] for i in pick]
 
 
-def associate(run, anchor_labels: np.ndarray, cfg: LanguageConfig | None = None,
+def associate(run: LoadedRun, anchor_labels: np.ndarray, cfg: LanguageConfig | None = None,
               num_instances: int | None = None) -> LanguageFeatures:
     """Attach a CLIP feature to every instance of a loaded run.
 
     Args:
-        run: :class:`instgs.train.trainer.LoadedRun` (``cfg``, ``scene``, ``model``,
-            ``decode(i)``) with an instance-feature model.
+        run: :class:`instgs.run.LoadedRun` with an instance-feature model.
         anchor_labels: [N] int instance id per anchor (-1 = unassigned), e.g. from
-            :func:`instgs.segment.labels.load_instances`.
+            :func:`instgs.run.load_instances`.
         cfg: association settings (default: InstanceGaussian ScanNet).
         num_instances: K (default: ``max(anchor_labels) + 1``).
 
@@ -717,7 +350,8 @@ def associate(run, anchor_labels: np.ndarray, cfg: LanguageConfig | None = None,
             "matched_instances": int((counts > 0).sum()), "num_instances": k,
             "containment_fallback_instances": n_fallback,
             "n_offsets": int(model.cfg.n_offsets), "num_anchors": int(model.num_anchors),
-            "anchor_labels_sha1": labels_digest(labels_np), "seconds": time.time() - t0}
+            "anchor_labels_sha1": labels_digest(labels_np), "seconds": time.time() - t0,
+            "source": run.source}
     return LanguageFeatures(feats, counts, scores, np.arange(k, dtype=np.int64),
                             config_to_dict(cfg), meta, containment_only=use)
 
@@ -729,65 +363,6 @@ def _to_cpu(ng):
     return replace(ng, gaussians=Gaussians(*(t.detach().cpu() for t in (
         g.means, g.quats, g.scales, g.opacities, g.colors))), anchor_ids=ng.anchor_ids.cpu(),
         child_ids=ng.child_ids.cpu(), ins_feat=ng.ins_feat.detach().cpu())
-
-
-# --------------------------------------------------------------------------- files
-def save_language(run_dir: str | Path, lang: LanguageFeatures) -> Path:
-    """Write ``run_dir/language.npz`` atomically.
-
-    Keys: ``instance_features`` [K, 512] float32 (L2-normalised, zero rows = unmatched),
-    ``view_counts`` [K] int64, ``match_scores`` [K] float32, ``instance_ids`` [K] int64,
-    ``containment_only`` [K] bool, ``config`` () str JSON (:class:`LanguageConfig`),
-    ``meta`` () str JSON.
-    """
-    k = len(lang.instance_ids)
-    part = np.zeros(k, bool) if lang.containment_only is None else lang.containment_only
-    return atomic_save_npz(
-        Path(run_dir) / LANGUAGE_FILE,
-        containment_only=np.asarray(part, bool),
-        instance_features=np.asarray(lang.instance_features, np.float32),
-        view_counts=np.asarray(lang.view_counts, np.int64),
-        match_scores=np.asarray(lang.match_scores, np.float32),
-        instance_ids=np.asarray(lang.instance_ids, np.int64),
-        config=np.array(json.dumps(lang.config)),
-        meta=np.array(json.dumps(config_to_dict(lang.meta))))
-
-
-def read_language_file(path: str | Path) -> LanguageFeatures:
-    """Read ``RUN/language.npz`` (or the file itself).
-
-    Raises:
-        InputError: missing file (tells to run ``instgs language RUN``), unreadable, or keys
-            missing / inconsistent.
-    """
-    p = Path(path)
-    path = p if p.suffix == ".npz" else p / LANGUAGE_FILE
-    if not path.is_file():
-        raise InputError("this run has no language features", path,
-                         f"run `instgs language {p if p.suffix != '.npz' else p.parent}` first")
-    try:
-        z = np.load(path, allow_pickle=False)
-        data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read ({e})", path, "rerun `instgs language RUN`") from e
-    need = ("instance_features", "view_counts", "match_scores", "instance_ids")
-    missing = [k for k in need if k not in data]
-    if missing:
-        raise InputError(f"missing keys {missing}", path, "rerun `instgs language RUN`")
-    f = data["instance_features"].astype(np.float32)
-    k = f.shape[0]
-    if f.ndim != 2 or any(data[n].shape != (k,) for n in need[1:]):
-        raise InputError("inconsistent array shapes", path, "rerun `instgs language RUN`")
-    part = data.get("containment_only")
-    if part is not None and part.shape != (k,):
-        raise InputError("inconsistent array shapes", path, "rerun `instgs language RUN`")
-    return LanguageFeatures(f, data["view_counts"].astype(np.int64),
-                            data["match_scores"].astype(np.float32),
-                            data["instance_ids"].astype(np.int64),
-                            json.loads(str(data["config"])) if "config" in data else {},
-                            json.loads(str(data["meta"])) if "meta" in data else {},
-                            containment_only=(np.zeros(k, bool) if part is None
-                                              else part.astype(bool)))
 
 
 def export_cluster_lang(lang: LanguageFeatures, anchor_labels: np.ndarray,
@@ -824,22 +399,3 @@ def export_cluster_lang(lang: LanguageFeatures, anchor_labels: np.ndarray,
                            occu_count=occ.astype(np.int64), leaf_ind=leaf_ind)
 
 
-def associate_run(run_dir: str | Path, cfg: LanguageConfig | None = None,
-                  device: str = "cpu", cluster_lang: bool = False) -> Path:
-    """Load a run and its instances, associate, write ``RUN/language.npz`` (and
-    ``RUN/cluster_lang.npz`` if ``cluster_lang``). Returns the language.npz path.
-
-    Raises:
-        InputError: see :func:`associate`, plus a missing checkpoint or instances.npz.
-    """
-    from instgs.segment.labels import load_instances
-    from instgs.train.trainer import load_run
-
-    run_dir = Path(run_dir)
-    inst = load_instances(run_dir)
-    run = load_run(run_dir, device=device)
-    lang = associate(run, inst.anchor_labels, cfg, num_instances=inst.num_instances)
-    path = save_language(run_dir, lang)
-    if cluster_lang:
-        export_cluster_lang(lang, inst.anchor_labels, run_dir / "cluster_lang.npz")
-    return path

@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from instgs.core.artifacts import update_manifest
 from instgs.core.checks import InputError
 
 from .associate import LanguageConfig
@@ -38,49 +37,11 @@ class LanguageCommand:
     """torch CPU threads (None = torch's default)."""
 
     def run(self) -> Path:
-        """Associate, write ``RUN/language.npz``, print a summary; return the path.
+        """Associate and write ``language.npz`` (see :func:`instgs.language.run`)."""
+        from .stage import run
 
-        Raises:
-            InputError: no checkpoint / instances / masks, appearance-only run.
-        """
-        import torch
-
-        from instgs.segment.labels import load_instances
-        from instgs.train.trainer import load_run
-
-        from .associate import associate, export_cluster_lang, save_language
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        run_dir = Path(self.run_dir)
-        inst = load_instances(run_dir)
-        run = load_run(run_dir, device=self.device)
-        lang = associate(run, inst.anchor_labels, self.config, num_instances=inst.num_instances)
-        path = save_language(run_dir, lang)
-        m = lang.meta
-        k = len(lang.instance_ids)
-        print(f"instgs language: {k} instances, {len(m['views'])} views, level "
-              f"{m['sam_level']}, silhouette {self.config.silhouette}, pooling "
-              f"{self.config.pooling}: {m['matched_instances']} instances matched "
-              f"({m['num_matches']} IoU matches; "
-              f"{m.get('containment_fallback_instances', 0)} instances by containment, "
-              f"left out of queries unless --include-parts) in {m['seconds']:.1f}s")
-        if k:
-            vc = lang.view_counts
-            print(f"  views per instance: median {int(np.median(vc))}, max {int(vc.max())}; "
-                  f">= 2 views: {int((vc >= 2).sum())}")
-        if not m["clip_features_available"]:
-            print("  warning: the masks carry no CLIP features (Felzenszwalb masks); the "
-                  "instance features are zero. Recompute them with `instgs masks "
-                  "--mask-source sam` for text queries.", file=sys.stderr)
-        print(f"  wrote {path}")
-        if self.cluster_lang:
-            p2 = export_cluster_lang(lang, inst.anchor_labels, run_dir / "cluster_lang.npz")
-            print(f"  wrote {p2}")
-        update_manifest(run_dir, "language", config=self.config,
-                        matched_instances=m["matched_instances"], seconds=m["seconds"])
-        sys.stdout.flush()
-        return path
+        return run(self.run_dir, self.config, device=self.device,
+                   cluster_lang=self.cluster_lang, threads=self.threads)
 
 
 @dataclass
@@ -147,7 +108,8 @@ class QueryCommand:
             for rank, (i, s) in enumerate(zip(m.instance_ids, m.scores), 1):
                 r = row_of[int(i)]
                 print(f"  {rank:>2}. instance {int(i):>4}  {kind} {float(s):.4f}  "
-                      f"views {int(vc[r])}  anchors {int(sizes[int(i)]) if int(i) < len(sizes) else 0}")
+                      f"views {int(vc[r])}  "
+                      f"anchors {int(sizes[int(i)]) if int(i) < len(sizes) else 0}")
         path = save_query(self.run_dir, res)
         print(f"selected instances {res.selected_ids.tolist()} "
               f"({int(res.anchor_mask.sum())} anchors, {int(res.gaussian_mask.sum())} "

@@ -33,7 +33,7 @@ import torch
 from instgs.core.artifacts import atomic_save_npz, write_json
 from instgs.core.checks import InputError
 
-from .associate import LANGUAGE_FILE, LanguageFeatures, labels_digest, read_language_file
+from instgs.run import LanguageFeatures, RunPaths
 
 __all__ = [
     "DEFAULT_NEGATIVES",
@@ -114,26 +114,20 @@ class QueryResult:
 
 
 def load_language(run_dir: str | Path) -> LoadedLanguage:
-    """Read ``RUN/language.npz`` and ``RUN/instances.npz`` and check they belong together.
+    """Read a run's language features and instance labels through :mod:`instgs.run`, checking
+    that they belong together and to the run's current checkpoint.
 
     Raises:
-        InputError: no language features (run ``instgs language RUN``), no instances, or the
-            instances changed since the language stage (stale features).
+        InputError: no language features (run ``instgs language RUN``), no instances, or
+            stale ones (the instances or the checkpoint changed since).
     """
-    from instgs.segment.labels import load_instances
+    from instgs.run import load_instances
+    from instgs.run import load_language as read_language
 
     run_dir = Path(run_dir)
-    lang = read_language_file(run_dir)
-    inst = load_instances(run_dir)
-    sha = lang.meta.get("anchor_labels_sha1")
-    if sha is not None and sha != labels_digest(inst.anchor_labels):
-        raise InputError("the instances changed after the language features were computed",
-                         run_dir / LANGUAGE_FILE, f"rerun `instgs language {run_dir}`")
-    n_off = int(lang.meta.get("n_offsets") or inst.meta.get("n_offsets") or 0)
-    if n_off <= 0:
-        g = inst.gaussian_labels
-        n_off = len(g) // len(inst.anchor_labels) if g is not None and len(
-            inst.anchor_labels) else 1
+    lang = read_language(run_dir)  # checks the instances and the checkpoint too
+    inst = load_instances(run_dir, fresh=False)
+    n_off = int(lang.meta.get("n_offsets") or 0) or inst.n_offsets
     return LoadedLanguage(lang, inst.anchor_labels, n_off, run_dir)
 
 
@@ -213,7 +207,7 @@ def encode_queries(texts: Sequence[str], *, text_features: str | Path | Mapping 
     Args:
         texts: T non-empty strings.
         text_features: a ``{name: [512 floats]}`` JSON path or mapping (offline; exact names).
-        clip: an already loaded :class:`instgs.language.clip.ClipModel` (tests, notebooks).
+        clip: an already loaded :class:`instgs.clip.ClipModel` (tests, notebooks).
         clip_model, clip_pretrained, clip_checkpoint: what :func:`load_clip` loads otherwise
             (default ViT-B-16 / laion2b_s34b_b88k, the model of LangSplat's mask features).
 
@@ -236,7 +230,7 @@ def encode_queries(texts: Sequence[str], *, text_features: str | Path | Mapping 
             path = Path(text_features)
             table = load_text_feature_table(path)
         return lookup_text_features(table, texts, path)
-    from .clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, encode_text, load_clip
+    from instgs.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, encode_text, load_clip
 
     if clip is None:
         try:
@@ -399,9 +393,8 @@ def save_query(run_dir: str | Path, result: QueryResult) -> Path:
     Returns:
         The JSON path.
     """
-    run_dir = Path(run_dir)
     slug = query_slug([m.text for m in result.matches])
-    base = run_dir / f"query_{slug}"
+    base = RunPaths(Path(run_dir)).query(slug).with_suffix("")
     data = {
         "texts": [m.text for m in result.matches],
         "score": "lerf_relevancy" if result.relevancy else "cosine",

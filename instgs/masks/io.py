@@ -19,8 +19,6 @@ References:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
-
 import numpy as np
 
 from instgs.core.artifacts import atomic_save_npy
@@ -30,6 +28,7 @@ __all__ = [
     "FEATURES_DIRNAME", "LEVEL_NAMES", "MaskLevel", "level_index", "feature_paths",
     "read_language_features", "read_level", "read_masks", "write_language_features",
     "list_feature_stems", "is_complete", "check_mask_size", "level_offsets",
+    "resize_labels", "read_level_at", "read_label_maps",
 ]
 
 FEATURES_DIRNAME = "language_features"
@@ -38,7 +37,7 @@ MaskLevel: dict[str, int] = {"default": 0, "small": 1, "medium": 2, "large": 3}
 """Level name -> channel of ``_s.npy``. SAM's multimask outputs 0/1/2 are small/medium/large."""
 
 _ALIASES: dict[str, int] = {**MaskLevel, "d": 0, "s": 1, "m": 2, "l": 3, "all": 0}
-LevelLike = Union[int, str]
+LevelLike = int | str
 
 
 def level_index(level: LevelLike) -> int:
@@ -194,6 +193,76 @@ def read_level(directory: str | Path, stem: str, level: LevelLike,
     k = int(labels.max()) + 1 if labels.size else 0
     rows = feats[offsets[j]: offsets[j] + k] if feats.shape[0] else feats[:0]
     return labels, rows
+
+
+def resize_labels(labels: np.ndarray, height: int, width: int, path: str | Path) -> np.ndarray:
+    """Nearest-neighbour resize of a label map to ``height x width``.
+
+    Integer factors use strided slicing like InstanceGaussian's ``loadCam``; other sizes pick
+    the source pixel ``floor(i * src / dst)``.
+
+    Args:
+        labels: [h, w] int label map. height, width: target size, pixels.
+        path: the mask file (named in the error).
+
+    Returns:
+        [height, width] int64.
+
+    Raises:
+        InputError: the aspect ratios differ by more than 2 %.
+    """
+    labels = np.asarray(labels)
+    lh, lw = labels.shape
+    if (lh, lw) == (height, width):
+        return labels.astype(np.int64)
+    if abs(lh / lw - height / width) > 0.02:
+        raise InputError(f"mask map is {lw}x{lh} but the image is {width}x{height} (aspect "
+                         "ratios differ)", path, "regenerate the masks with `instgs masks "
+                         "--overwrite`")
+    if lh % height == 0 and lw % width == 0 and lh // height == lw // width:
+        r = lh // height
+        return np.ascontiguousarray(labels[::r, ::r]).astype(np.int64)
+    # float32 like the torch code this replaced (bit-identical picks)
+    ys = np.minimum(((np.arange(height) * lh).astype(np.float32) / np.float32(height))
+                    .astype(np.int64), lh - 1)
+    xs = np.minimum(((np.arange(width) * lw).astype(np.float32) / np.float32(width))
+                    .astype(np.int64), lw - 1)
+    return np.ascontiguousarray(labels[ys][:, xs]).astype(np.int64)
+
+
+def read_level_at(directory: str | Path, stem: str, level: LevelLike, height: int,
+                  width: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_level` resized to the training resolution (see :func:`resize_labels`).
+
+    Returns:
+        labels [height, width] int64 (-1 = none), feats [K, D] float32.
+
+    Raises:
+        InputError: as :func:`read_level` and :func:`resize_labels`.
+    """
+    labels, feats = read_level(directory, stem, level)
+    return resize_labels(labels, height, width, feature_paths(directory, stem)[0]), feats
+
+
+def read_label_maps(directory: str | Path, stems: dict[int, str], level: LevelLike,
+                    height: int, width: int) -> dict[int, np.ndarray]:
+    """The label maps of several views at one resolution.
+
+    Args:
+        directory: the ``language_features`` folder.
+        stems: view index -> image stem.
+        level: SAM level name (``default``/``small``/``medium``/``large``).
+        height, width: the cameras' image size, pixels.
+
+    Returns:
+        view index -> [height, width] int64 local mask ids, -1 = no mask.
+
+    Raises:
+        InputError: a missing or unreadable mask file, or one whose aspect ratio disagrees
+            with the image.
+    """
+    return {i: read_level_at(directory, stem, level, height, width)[0]
+            for i, stem in stems.items()}
 
 
 def read_masks(scene_dir: str | Path, stem: str, level: LevelLike) -> tuple[np.ndarray, np.ndarray]:

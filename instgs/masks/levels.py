@@ -221,7 +221,8 @@ def langsplat_mask_nms_reference(masks: np.ndarray, scores: np.ndarray, iou_thr:
 _EIGHT = np.ones((3, 3), bool)
 
 
-def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> tuple[np.ndarray, bool]:
+def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str
+                         ) -> tuple[np.ndarray, bool]:
     """Fill holes (``mode="holes"``) or drop islands (``"islands"``) smaller than a threshold.
 
     Same contract as ``segment_anything.utils.amg.remove_small_regions`` (8-connected

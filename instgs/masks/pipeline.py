@@ -11,14 +11,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from instgs.core.checks import InputError
 
 from .io import check_mask_size, feature_paths, is_complete, write_language_features
-from .levels import PackedMasks, clip_crop, langsplat_mask_nms, pairwise_intersections, paint_level, stack_levels
+from .levels import (
+    PackedMasks,
+    clip_crop,
+    langsplat_mask_nms,
+    paint_level,
+    pairwise_intersections,
+    stack_levels,
+)
 
 __all__ = ["IMAGE_EXTENSIONS", "find_image_dir", "list_images", "load_image", "output_size",
            "LevelMasks", "MaskExtractor", "run_masks"]
@@ -140,7 +148,7 @@ class MaskExtractor:
         source: ``"sam"`` or ``"felzenszwalb"``.
         sam_generator: a :class:`~instgs.masks.sam.SamLevelGenerator` (source ``"sam"``).
         felzenszwalb: :class:`~instgs.masks.felzenszwalb.FelzenszwalbSettings` or None.
-        clip: ``(model, preprocess)`` from :func:`instgs.language.clip.load_clip`, or None
+        clip: ``(model, preprocess)`` from :func:`instgs.clip.load_clip`, or None
             for no features (``_f.npy`` gets 0 rows).
         nms: LangSplat de-duplication ``(iou_thr, score_thr, inner_thr)``.
         clip_batch: mask crops per CLIP forward pass.
@@ -166,10 +174,11 @@ class MaskExtractor:
                 for lab in felzenszwalb_levels(image, self.felzenszwalb)]
 
     def features(self, image: np.ndarray, levels: list[LevelMasks]) -> np.ndarray:
-        """``[M, D]`` float32 L2-normalised CLIP features in id order (``[0, 512]`` without CLIP)."""
+        """``[M, D]`` float32 L2-normalised CLIP features in id order (``[0, 512]`` without
+        CLIP)."""
         if self.clip is None:
             return np.zeros((0, 512), np.float32)
-        from instgs.language.clip import encode_images
+        from instgs.clip import encode_images
 
         model, preprocess = self.clip
         rows = []

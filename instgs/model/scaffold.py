@@ -168,7 +168,8 @@ class ScaffoldModel(nn.Module):
         dist_in = 1 if cfg.add_dist_to_mlps else 0
         d_in = cfg.feat_dim + 3 + dist_in
         h = cfg.hidden_dim
-        self.mlp_opacity = nn.Sequential(nn.Linear(d_in, h), nn.ReLU(True), nn.Linear(h, k), nn.Tanh())
+        self.mlp_opacity = nn.Sequential(nn.Linear(d_in, h), nn.ReLU(True), nn.Linear(h, k),
+                                         nn.Tanh())
         self.mlp_cov = nn.Sequential(nn.Linear(d_in, h), nn.ReLU(True), nn.Linear(h, 7 * k))
         self.mlp_color = nn.Sequential(nn.Linear(d_in + cfg.appearance_dim, h), nn.ReLU(True),
                                        nn.Linear(h, 3 * k), nn.Sigmoid())
@@ -291,9 +292,20 @@ class ScaffoldModel(nn.Module):
                 "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict) -> "ScaffoldModel":
-        """Rebuild a model from :meth:`state_for_checkpoint` output (any anchor count)."""
-        cfg = ScaffoldConfig(**ckpt["cfg"])
+    def from_checkpoint(cls, ckpt: dict, path=None) -> ScaffoldModel:
+        """Rebuild a model from :meth:`state_for_checkpoint` output (any anchor count).
+
+        Args:
+            ckpt: the dict :meth:`state_for_checkpoint` returned.
+            path: the file it came from (named in errors).
+
+        Raises:
+            InputError: unknown or ill-typed config keys (a model of another version).
+            KeyError, RuntimeError: missing or mis-shaped tensors.
+        """
+        from instgs.core.configs import from_dict
+
+        cfg = from_dict(ScaffoldConfig, ckpt["cfg"], path, prefix="model.cfg.")
         sd = ckpt["state_dict"]
         model = cls(cfg, sd["anchors"][:2].clone() if sd["anchors"].shape[0] >= 2 else
                     sd["anchors"].clone(), num_images=max(ckpt["num_images"], 1),

@@ -3,8 +3,10 @@
 Submodules: ``data`` (ScanNet / S3DIS readers, labels, transforms), ``voxelize``,
 ``ops`` (ball query, connected components, HAIS point / set aggregation), ``evaluate``
 (ScanNet AP, S3DIS mCov/mWCov/mPrec/mRec, semantic mIoU), ``spconv_compat``
-(``import_spconv()``: the only way to import spconv inside instgs). spconv is optional and
-imported only by ``import_spconv``. See docs/pointcloud.md.
+(``import_spconv()``: the only way to import spconv inside instgs), ``presets``
+(``instgs-pc train`` setups = the files ``configs/pointcloud/*.yaml``), ``train`` (trainer
+and safe checkpoints), ``cli`` (``instgs-pc``). spconv is optional and imported only by
+``import_spconv``. See docs/pointcloud.md and docs/hais.md.
 """
 
 from __future__ import annotations

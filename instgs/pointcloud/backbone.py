@@ -19,7 +19,8 @@ Sparse tensors here are spconv ``SparseConvTensor`` objects: ``features [V, C]``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -190,29 +190,100 @@ def scannet_instance_ap(preds_per_scene: Sequence[Sequence[InstancePred]],
         class_names = [SCANNET20_NAMES[c] if 0 <= c < 20 else str(c) for c in class_ids]
     overlaps = [float(o) for o in overlaps]
     cls_pos = {c: k for k, c in enumerate(class_ids)}
-    # ---- per scene association (assign_instances_for_scan) -----------------------------
-    scenes = []
-    for s, (preds, gt) in enumerate(zip(preds_per_scene, gts_per_scene)):
-        sem, ins = _gt_arrays(gt, f"scene {s}")
-        n = sem.size
-        gt_of_point, gt_label = instances_from_labels(sem, ins, class_ids)
-        gt_size = np.bincount(gt_of_point[gt_of_point >= 0], minlength=len(gt_label))
-        void = gt_of_point < 0
-        p_list = []
-        for k, p in enumerate(preds):
-            if int(p.label) not in cls_pos:
+    scenes = [_assign_scene(preds, gt, f"scene {s}", class_ids, cls_pos, min_region_size)
+              for s, (preds, gt) in enumerate(zip(preds_per_scene, gts_per_scene))]
+    ap = _evaluate_matches(scenes, class_ids, overlaps, min_region_size)
+    return _compute_averages(ap, overlaps, class_names)
+
+
+def _assign_scene(preds: Sequence[InstancePred], gt, where: str, class_ids: list[int],
+                  cls_pos: dict[int, int], min_region_size: int) -> tuple:
+    """One scene's GT instances and kept predictions (``assign_instances_for_scan``).
+
+    Returns:
+        ``(gt_label [G], gt_size [G], p_list)``; each prediction a dict with ``label``,
+        ``score``, ``size``, ``void`` (points on void), ``gts`` (overlapping GT of its
+        class) and ``inter`` (intersections with them).
+    """
+    sem, ins = _gt_arrays(gt, where)
+    n = sem.size
+    gt_of_point, gt_label = instances_from_labels(sem, ins, class_ids)
+    gt_size = np.bincount(gt_of_point[gt_of_point >= 0], minlength=len(gt_label))
+    void = gt_of_point < 0
+    p_list = []
+    for k, p in enumerate(preds):
+        if int(p.label) not in cls_pos:
+            continue
+        m = _as_mask(p.mask, n, f"{where} prediction {k}")
+        cnt = int(m.sum())
+        if cnt < min_region_size:
+            continue
+        hit = gt_of_point[m]
+        inter = np.bincount(hit[hit >= 0], minlength=len(gt_label))
+        same = np.flatnonzero((inter > 0) & (gt_label == int(p.label)))
+        p_list.append({"label": int(p.label), "score": float(p.score), "size": cnt,
+                       "void": int(void[m].sum()), "gts": same, "inter": inter[same]})
+    return gt_label, gt_size, p_list
+
+
+def _match_gts(gts: np.ndarray, pidx: list[int], p_list: list[dict], gt_size: np.ndarray,
+               visited: np.ndarray, th: float) -> tuple[list[float], list[float], int]:
+    """Greedy GT -> prediction matching of one class in one scene at IoU ``> th``.
+
+    Returns:
+        ``(y_true, y_score, hard_fn)`` of the matched GT (plus duplicate false positives);
+        ``visited`` marks the predictions used.
+    """
+    cur_true = [1.0] * len(gts)
+    cur_score = [-np.inf] * len(gts)
+    cur_match = [False] * len(gts)
+    hard_fn = 0
+    for gi, g in enumerate(gts):
+        found = False
+        for k in pidx:  # predictions overlapping g, in prediction order
+            p = p_list[k]
+            hit = np.flatnonzero(p["gts"] == g)
+            if len(hit) == 0 or visited[k]:
                 continue
-            m = _as_mask(p.mask, n, f"scene {s} prediction {k}")
-            cnt = int(m.sum())
-            if cnt < min_region_size:
-                continue
-            hit = gt_of_point[m]
-            inter = np.bincount(hit[hit >= 0], minlength=len(gt_label))
-            same = np.flatnonzero((inter > 0) & (gt_label == int(p.label)))
-            p_list.append({"label": int(p.label), "score": float(p.score), "size": cnt,
-                           "void": int(void[m].sum()), "gts": same, "inter": inter[same]})
-        scenes.append((gt_label, gt_size, p_list))
-    # ---- evaluate_matches -------------------------------------------------------------
+            inter = p["inter"][hit[0]]
+            iou = inter / (gt_size[g] + p["size"] - inter)
+            if iou > th:
+                if cur_match[gi]:
+                    lo = min(cur_score[gi], p["score"])
+                    cur_score[gi] = max(cur_score[gi], p["score"])
+                    cur_true.append(0.0)
+                    cur_score.append(lo)
+                    cur_match.append(True)
+                else:
+                    found = True
+                    cur_match[gi] = True
+                    cur_score[gi] = p["score"]
+                    visited[k] = True
+        if not found:
+            hard_fn += 1
+    keep = np.asarray(cur_match, dtype=bool)
+    return (list(np.asarray(cur_true)[keep]), list(np.asarray(cur_score)[keep]), hard_fn)
+
+
+def _unmatched_fps(pidx: list[int], p_list: list[dict], gt_size: np.ndarray, th: float,
+                   min_region_size: int) -> list[float]:
+    """Scores of the predictions matching no GT at IoU ``> th`` that are false positives
+    (not mostly on void or on too-small GT)."""
+    scores = []
+    for k in pidx:
+        p = p_list[k]
+        ious = p["inter"] / (gt_size[p["gts"]] + p["size"] - p["inter"])
+        if (ious > th).any():
+            continue
+        ignored = p["void"] + int(p["inter"][gt_size[p["gts"]] < min_region_size].sum())
+        if ignored / p["size"] <= th:
+            scores.append(p["score"])
+    return scores
+
+
+def _evaluate_matches(scenes: list[tuple], class_ids: list[int], overlaps: list[float],
+                      min_region_size: int) -> np.ndarray:
+    """AP per class and threshold (``evaluate_matches``): [num_classes, num_overlaps]."""
     ap = np.full((len(class_ids), len(overlaps)), np.nan)
     for oi, th in enumerate(overlaps):
         visited = [np.zeros(len(pl), dtype=bool) for _, _, pl in scenes]
@@ -225,60 +296,32 @@ def scannet_instance_ap(preds_per_scene: Sequence[Sequence[InstancePred]],
                 pidx = [k for k, p in enumerate(p_list) if p["label"] == c]
                 has_gt |= len(gts) > 0
                 has_pred |= len(pidx) > 0
-                cur_true = [1.0] * len(gts)
-                cur_score = [-np.inf] * len(gts)
-                cur_match = [False] * len(gts)
-                for gi, g in enumerate(gts):
-                    found = False
-                    for k in pidx:  # predictions overlapping g, in prediction order
-                        p = p_list[k]
-                        hit = np.flatnonzero(p["gts"] == g)
-                        if len(hit) == 0 or visited[si][k]:
-                            continue
-                        inter = p["inter"][hit[0]]
-                        iou = inter / (gt_size[g] + p["size"] - inter)
-                        if iou > th:
-                            if cur_match[gi]:
-                                lo = min(cur_score[gi], p["score"])
-                                cur_score[gi] = max(cur_score[gi], p["score"])
-                                cur_true.append(0.0)
-                                cur_score.append(lo)
-                                cur_match.append(True)
-                            else:
-                                found = True
-                                cur_match[gi] = True
-                                cur_score[gi] = p["score"]
-                                visited[si][k] = True
-                    if not found:
-                        hard_fn += 1
-                keep = np.asarray(cur_match, dtype=bool)
-                y_true += list(np.asarray(cur_true)[keep])
-                y_score += list(np.asarray(cur_score)[keep])
-                # unmatched predictions -> false positives unless mostly ignored
-                for k in pidx:
-                    p = p_list[k]
-                    ious = p["inter"] / (gt_size[p["gts"]] + p["size"] - p["inter"])
-                    if (ious > th).any():
-                        continue
-                    ignored = p["void"] + int(p["inter"][gt_size[p["gts"]] < min_region_size]
-                                              .sum())
-                    if ignored / p["size"] <= th:
-                        y_true.append(0.0)
-                        y_score.append(p["score"])
+                t, sc, fn = _match_gts(gts, pidx, p_list, gt_size, visited[si], th)
+                y_true += t
+                y_score += sc
+                hard_fn += fn
+                fps = _unmatched_fps(pidx, p_list, gt_size, th, min_region_size)
+                y_true += [0.0] * len(fps)
+                y_score += fps
             if has_gt and has_pred:
                 ap[ci, oi] = _pr_area(np.asarray(y_true), np.asarray(y_score), hard_fn)
             elif has_gt:
                 ap[ci, oi] = 0.0
-    # ---- compute_averages -------------------------------------------------------------
+    return ap
+
+
+def _nanmean(a) -> float:
+    a = np.asarray(a, dtype=float)
+    return float(np.nanmean(a)) if np.isfinite(a).any() else float("nan")
+
+
+def _compute_averages(ap: np.ndarray, overlaps: list[float],
+                      class_names: Sequence[str]) -> dict:
+    """AP / AP50 / AP25 overall and per class from the AP table (``compute_averages``)."""
     ov = np.asarray(overlaps)
     o50 = np.isclose(ov, 0.5)
     o25 = np.isclose(ov, 0.25)
     rest = ~o25
-
-    def _nanmean(a):
-        a = np.asarray(a, dtype=float)
-        return float(np.nanmean(a)) if np.isfinite(a).any() else float("nan")
-
     per_class = {
         name: {"AP": _nanmean(ap[ci, rest]) if rest.any() else float("nan"),
                "AP50": _nanmean(ap[ci, o50]) if o50.any() else float("nan"),

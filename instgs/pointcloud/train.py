@@ -9,6 +9,12 @@ Schedule (HAIS official code, ``cosine_lr_after_step``): constant ``lr`` until
 ``cosine_after * steps``, then cosine decay to ``min_lr`` at ``steps`` (the paper only says
 "cosine anneal"; pointcloud-methods.md §P0 0.6).
 
+Checkpoints go through :mod:`instgs.run.checkpoint` (kind ``"pointcloud"``): written
+atomically with tensors and plain containers only, read back with
+``torch.load(weights_only=True)``, so a planted ``last.pt`` cannot run code on ``--resume``,
+``eval`` or ``predict``; a truncated file, a Gaussian-pipeline (``"scaffold"``) checkpoint or
+a dict without the network entries is refused with an ``InputError`` naming the file.
+
 Threads: ``num_threads=1`` is the default on purpose. On this project's shared 2-core
 machine (load average ~9) one HAIS-tiny step on scene0000_00 took 45 s with
 ``torch.set_num_threads(2)`` and 2.1 s with 1 thread: OpenMP workers spin-wait when the
@@ -18,6 +24,7 @@ cores are oversubscribed. Use 2+ threads only on an idle machine.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -28,10 +35,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from instgs.core.artifacts import atomic_torch_save, atomic_write_text, config_to_dict
+from instgs.core.artifacts import atomic_write_text, config_to_dict
 from instgs.core.checks import InputError
+from instgs.run import checkpoint as _ckpt
 
-__all__ = ["TrainConfig", "train", "lr_at", "load_checkpoint", "latest_checkpoint"]
+__all__ = ["TrainConfig", "train", "lr_at", "load_checkpoint", "save_checkpoint",
+           "latest_checkpoint", "CHECKPOINT_KIND"]
+
+log = logging.getLogger(__name__)
+
+#: ``instgs_format`` tag of the checkpoints written by ``instgs-pc train``.
+CHECKPOINT_KIND = "pointcloud"
+_FIX = "pass a ckpt/*.pt written by instgs-pc train"
 
 
 @dataclass
@@ -75,20 +90,51 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return p if p.is_file() else None
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`train` (CPU tensors).
+def load_checkpoint(path: str | Path, *, fix: str = _FIX) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`train` (CPU tensors), without running code.
+
+    Args:
+        path: the ``.pt`` file.
+        fix: the sentence telling the user how to get a good file (used in every error).
+
+    Returns:
+        The checkpoint dict (``model``, ``optimizer``, ``step``, ``network``, ...).
 
     Raises:
-        InputError: missing file or not an instgs point-cloud checkpoint.
+        InputError: missing file; a pickle that would build other Python objects (refused,
+            never executed); a truncated or corrupt file; a checkpoint of another kind (the
+            Gaussian pipeline's ``"scaffold"``); a dict without ``model`` / ``network``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("checkpoint not found", path, "pass a ckpt/*.pt written by instgs-pc train")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or "model" not in ck or "network" not in ck:
-        raise InputError("not an instgs point-cloud checkpoint", path,
-                         "pass a ckpt/*.pt written by instgs-pc train")
-    return ck
+    ck = _ckpt.load_checkpoint(path, kind=CHECKPOINT_KIND, fix=fix,
+                               required=("model", "network"))
+    return ck.data
+
+
+def save_checkpoint(data: dict[str, Any], path: str | Path) -> str:
+    """Atomically write a point-cloud checkpoint (tagged ``"pointcloud"``); returns its
+    SHA-256. ``data`` may hold tensors and plain containers only."""
+    return _ckpt.save_checkpoint(data, path, kind=CHECKPOINT_KIND)
+
+
+def _resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
+    """Restore model, optimizer and torch RNG from ``path``; return the step."""
+    fix = "resume from a last.pt written by instgs-pc train with the same settings, or " \
+          "train into a new --out folder"
+    ck = load_checkpoint(path, fix=fix)
+    missing = [k for k in ("optimizer", "step", "torch_rng") if k not in ck]
+    if missing:
+        raise InputError(f"cannot resume: the checkpoint lacks {missing}", path, fix)
+    try:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        torch.set_rng_state(ck["torch_rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise InputError(f"the checkpoint does not fit the network being trained ({first})",
+                         path, fix) from e
+    step = int(ck["step"])
+    log.info("resuming from %s at step %d", path, step)
+    return step
 
 
 def train(model: torch.nn.Module, dataset: Sequence, collate: Callable[[list], Any],
@@ -132,11 +178,7 @@ def train(model: torch.nn.Module, dataset: Sequence, collate: Callable[[list], A
         if last is None:
             raise InputError("nothing to resume", out_dir / "ckpt" / "last.pt",
                              "train without --resume first")
-        ck = load_checkpoint(last)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start = int(ck["step"])
-        torch.set_rng_state(ck["torch_rng"])
+        start = _resume(last, model, opt)
     meta = dict(meta or {})
     meta.setdefault("network", type(model).__name__.lower())
     rng = np.random.default_rng((cfg.seed, start))
@@ -148,10 +190,11 @@ def train(model: torch.nn.Module, dataset: Sequence, collate: Callable[[list], A
         ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
               "torch_rng": torch.get_rng_state(), "train_config": config_to_dict(cfg), **meta}
         path = out_dir / "ckpt" / "last.pt"
-        atomic_torch_save(ck, path)
+        save_checkpoint(ck, path)
         if final:
             path = out_dir / "ckpt" / f"step_{step:06d}.pt"
-            atomic_torch_save(ck, path)
+            save_checkpoint(ck, path)
+        log.debug("checkpoint %s (step %d)", path, step)
         return path
 
     model.train()

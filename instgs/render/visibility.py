@@ -30,7 +30,7 @@ from instgs.core.checks import check_shape
 
 __all__ = ["visible_points", "visible_points_ref", "point_footprint_radii", "point_zbuffer",
            "point_zbuffer_ref", "mask_border_distance", "hidden_by_points",
-           "occluded_near_border"]
+           "occluded_near_border", "FootprintCache", "mask_samples"]
 
 
 @torch.no_grad()
@@ -294,3 +294,64 @@ def occluded_near_border(points: Tensor, radii: Tensor, idx: Tensor, pix: Tensor
                               zbuf)
     dist = mask_border_distance(mask_ids.reshape(h, w)).reshape(-1).to(pix.device)
     return hidden & (dist[pix] <= border_px)
+
+
+class FootprintCache:
+    """:func:`point_footprint_radii` of a point set, recomputed only when the set changes.
+
+    Anchor growing and pruning replace the anchor tensor, so the cache is keyed on the
+    tensor's storage and length, not only its length.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._radii: Tensor | None = None
+
+    def __call__(self, points: Tensor) -> Tensor:
+        """[N] footprint radii of ``points`` [N, 3] (on the points' device)."""
+        points = points.detach()
+        key = (points.data_ptr(), points.shape[0])
+        if key != self._key or self._radii is None:
+            self._radii = point_footprint_radii(points).to(points.device)
+            self._key = key
+        return self._radii
+
+
+@torch.no_grad()
+def mask_samples(points: Tensor, viewmat: Tensor, K: Tensor, depth: Tensor, alpha: Tensor,
+                 masks: Tensor, *, tol_abs: float, tol_rel: float,
+                 radii: Tensor | None = None, border_px: float = 0.0,
+                 min_dz: float = 0.005) -> tuple[Tensor, Tensor]:
+    """The (point, mask) samples of one view: points that pass :func:`visible_points` on a
+    masked pixel, minus those :func:`occluded_near_border` drops when ``border_px > 0``.
+
+    This is the sample set of the ``projected`` instance-feature target
+    (:func:`instgs.losses.projected_instance_losses`; docs/instance-features.md).
+
+    Args:
+        points: [N, 3] world positions. viewmat: [4, 4] world-to-camera. K: [3, 3] pixels.
+        depth: [H, W, 1] rendered expected depth. alpha: [H, W, 1] rendered alpha.
+        masks: [H, W] int64 mask ids of the view (-1 = none).
+        tol_abs, tol_rel: depth tolerances of :func:`visible_points`.
+        radii: [N] footprints (:func:`point_footprint_radii`); needed when ``border_px > 0``.
+        border_px: occlusion-test border distance in pixels; 0 = no occlusion test.
+        min_dz: depth margin of the occlusion test (scene units).
+
+    Returns:
+        (idx [R] int64 point indices, ids [R] int64 their mask ids).
+
+    Raises:
+        ValueError: ``border_px > 0`` without ``radii``.
+    """
+    idx, pix = visible_points(points, viewmat, K, depth, alpha, tol_abs=tol_abs,
+                              tol_rel=tol_rel)
+    ids = masks.reshape(-1)[pix]
+    on = ids >= 0
+    idx, ids, pix = idx[on], ids[on], pix[on]
+    if border_px > 0 and len(idx):
+        if radii is None:
+            raise ValueError("mask_samples: border_px > 0 needs the points' radii")
+        drop = occluded_near_border(points, radii, idx, pix, viewmat, K, masks,
+                                    min_dz=min_dz, border_px=border_px)
+        idx, ids = idx[~drop], ids[~drop]
+    return idx, ids

@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -41,7 +42,11 @@ RefineFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    """Bottom-up instantiation settings (defaults = released InstanceGaussian, ScanNet)."""
+    """Bottom-up instantiation settings (defaults = released InstanceGaussian, ScanNet).
+
+    The fields up to ``hdbscan_pos_weight`` drive :func:`segment_anchors`; the rest drive the
+    stage around it (:func:`instgs.segment.run`: which anchors are trusted, how the others
+    are labelled)."""
 
     method: Literal["graph", "hdbscan"] = "graph"
     """'graph': FPS over-segmentation + feature/voxel graph merge (the paper); 'hdbscan': the
@@ -86,6 +91,29 @@ class SegmentConfig:
     """HDBSCAN baseline: core-distance neighbourhood."""
     hdbscan_pos_weight: float = 0.5
     """HDBSCAN baseline: metres -> feature units for the position columns."""
+
+    # -- the stage around segment_anchors (instgs.segment.run; used only there)
+    valid: Literal["auto", "observed", "all"] = "auto"
+    """Anchors that seed and merge: ``observed`` = seen on a masked pixel of some training
+    view (needs the run's scene and masks and renders every training view once): the top
+    contributor there (released ``get_well_optimized_pc``) for runs trained with the
+    ``rendered`` instance target, or the depth-tested projection for ``projected``/``both``;
+    ``all`` = every anchor; ``auto`` = ``observed`` when the run has its config.json and the
+    scene has masks, else ``all``. The others take the label of the nearest valid anchor."""
+    refine_iters: int = 0
+    """Render-supervised codebook refinement steps (released: 10000; 0 = mean features)."""
+    unobserved: Literal["masks", "nearest"] = "masks"
+    """How anchors outside the observed set get a label (with ``observed`` only):
+    ``nearest`` = the nearest observed anchor's; ``masks`` (instgs) = the majority instance
+    of the SAM masks they project into at twice the depth tolerance (for runs trained with
+    the occlusion test, not where another anchor hides them by more than 2 cm), nearest
+    where no mask covers them (docs/instance-features.md)."""
+    surface_propagation: bool = True
+    """With ``observed``: anchors that neither training nor ``--unobserved masks`` labelled
+    take the label of the geodesically nearest labelled anchor on a surface graph (kNN
+    edges between anchors with agreeing PCA normals, at most 4 median spacings long;
+    :mod:`instgs.segment.propagate`) instead of the nearest one in xyz; anchors the graph
+    does not connect keep the xyz-nearest label. instgs addition (docs/instance-features.md)."""
 
 
 @dataclass

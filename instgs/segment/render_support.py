@@ -21,24 +21,28 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from instgs.core.checks import InputError
+from instgs.run import LoadedRun
 
 __all__ = ["observed_anchors", "codebook_refine_fn", "load_view_masks", "MaskHits",
            "collect_mask_hits", "vote_unobserved"]
 
 
-def load_view_masks(run, views: list[int]) -> dict[int, Tensor]:
+def load_view_masks(run: LoadedRun, views: list[int]) -> dict[int, Tensor]:
     """SAM label maps [H, W] int64 (-1 = none) of the run's level, at the run's resolution.
 
     Raises:
-        InputError: no ``language_features/`` folder in the scene.
+        InputError: no mask folder in the scene, or unreadable / mis-sized mask files.
     """
-    from instgs.train.trainer import load_label_maps
+    from instgs.masks.io import read_label_maps
 
     feat_dir = run.scene.root / run.cfg.masks_dir
     if not feat_dir.is_dir():
         raise InputError("no SAM masks for the scene", feat_dir,
                          f"run `instgs masks --data {run.scene.root}`")
-    return load_label_maps(run.scene, feat_dir, run.cfg.sam_level, views)
+    stems = {i: run.scene.image_paths[i].stem for i in views}
+    maps = read_label_maps(feat_dir, stems, run.cfg.sam_level, run.scene.height,
+                           run.scene.width)
+    return {i: torch.from_numpy(m) for i, m in maps.items()}
 
 
 @torch.no_grad()
@@ -47,7 +51,7 @@ def observed_anchors(run, views: list[int] | None = None, require_mask: bool = T
     """Anchors that some training view observes (the ones whose features were trained).
 
     Args:
-        run: a :class:`~instgs.train.trainer.LoadedRun`.
+        run: a :class:`~instgs.run.LoadedRun`.
         views: view indices (default: the training views).
         require_mask: count only pixels covered by a SAM mask (released behaviour).
         rule: ``top``: the anchor owns the top-contributing Gaussian of a pixel (released
@@ -115,7 +119,7 @@ class MaskHits:
     strict: np.ndarray
     occluded: np.ndarray | None = None
 
-    def select(self, keep: np.ndarray) -> "MaskHits":
+    def select(self, keep: np.ndarray) -> MaskHits:
         """The rows where ``keep`` [R] bool is True."""
         return MaskHits(self.anchor[keep], self.view[keep], self.mask[keep], self.strict[keep],
                         None if self.occluded is None else self.occluded[keep])
@@ -137,7 +141,7 @@ def collect_mask_hits(run, views: list[int] | None = None, loose_factor: float =
     border distance (they do not vote).
 
     Args:
-        run: a :class:`~instgs.train.trainer.LoadedRun`. views: default the training views.
+        run: a :class:`~instgs.run.LoadedRun`. views: default the training views.
         loose_factor: >= 1, widening of the depth tolerance for the looser rows.
         require_mask: keep only sightings on masked pixels (else unmasked ones have mask -1).
         vote_max_dz: depth margin of the ``occluded`` flag.
@@ -301,7 +305,7 @@ def codebook_refine_fn(run, iters: int = 300, lr: float = 1e-3, progress: bool =
     from tqdm import tqdm
 
     from instgs.render import render
-    from instgs.train.losses import instance_feature_losses
+    from instgs.losses import instance_feature_losses
 
     def refine(sub: np.ndarray, ins_feat: np.ndarray) -> np.ndarray:
         sub_t = torch.as_tensor(sub, dtype=torch.long)

@@ -10,7 +10,8 @@ available (:func:`assign_to_seeds` ``method``).
 from __future__ import annotations
 
 import contextlib
-from typing import Literal, Sequence
+from typing import Literal
+from collections.abc import Sequence
 
 import numpy as np
 import torch

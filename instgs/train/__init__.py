@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .config import PRESETS, TrainConfig
+from .config import TrainConfig, train_preset, train_presets
 
-__all__ = ["TrainConfig", "PRESETS", "train"]
+__all__ = ["TrainConfig", "train_preset", "train_presets", "train", "run"]
 
 
 def train(cfg: TrainConfig):
@@ -12,3 +12,7 @@ def train(cfg: TrainConfig):
     from .trainer import train as _train
 
     return _train(cfg)
+
+
+run = train
+"""The stage function (hloc style): ``instgs.train.run(cfg) -> run folder``."""

@@ -1,21 +1,22 @@
-"""Training configuration (dataclasses; tyro builds the CLI) and named presets.
+"""Training configuration (dataclasses; tyro builds the CLI).
 
 Defaults follow the released InstanceGaussian / Scaffold-GS code (reference-implementations.md
 §1.3 and §3). Every iteration count refers to the 30k schedule and is scaled by ``--steps``.
+The named presets are files in ``configs/train/`` (:func:`train_preset`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from instgs.model.scaffold import ScaffoldConfig
 from instgs.train.densify import DensifyConfig
-from instgs.train.losses import LossConfig
+from instgs.losses import LossConfig
 
-__all__ = ["OptimConfig", "ScheduleConfig", "TrainConfig", "PRESETS", "REFERENCE_STEPS"]
+__all__ = ["OptimConfig", "ScheduleConfig", "TrainConfig", "REFERENCE_STEPS", "train_preset",
+           "train_presets", "default_run_dir"]
 
 REFERENCE_STEPS = 30_000
 """Length of the published schedule; ``--steps`` scales every boundary relative to it."""
@@ -78,7 +79,11 @@ class TrainConfig:
     max_minutes: float | None = None
     """Stop after this much wall time, then evaluate and save."""
     resume: bool = False
-    """Continue from ``run_dir/ckpt/latest.pt``."""
+    """Continue the run in ``run_dir`` from its checkpoint; the settings default to the
+    run's own, and only the runtime ones (steps, time budget, threads, ...) may change."""
+    overwrite: bool = False
+    """Start over in a ``run_dir`` that already holds a trained run (its instances and
+    language features become stale); without it such a folder is refused."""
     save_every: int = 2000
     """Atomic checkpoint every n steps (and at the end)."""
     eval_every: int = 0
@@ -116,30 +121,25 @@ class TrainConfig:
         return int(round(it * self.steps / REFERENCE_STEPS))
 
 
-def _replace(cfg: TrainConfig, **kw) -> TrainConfig:
-    return dataclasses.replace(cfg, **kw)
+def default_run_dir(data: str | Path) -> Path:
+    """``runs/<scene folder name>``: where a run goes when ``--run-dir`` is not given."""
+    return Path("runs") / Path(data).resolve().name
 
 
-PRESETS: dict[str, tuple[str, TrainConfig]] = {
-    "default": ("InstanceGaussian on photos (COLMAP/LLFF/transforms.json): anchor growing on",
-                TrainConfig()),
-    # random_background=False: the rendered ScanNet benchmark views and the synthetic scene
-    # are black where no surface is hit, so a random background would fight the data.
-    # The ScanNet benchmark preset also switches the instance losses to instgs's
-    # ``projected`` target with 16-d features and a constant 1e-2 feature learning rate
-    # (docs/instance-features.md: instance mIoU 52.1 -> 81.9 on the rendered ScanNet scene)
-    # and drops samples hidden by other anchors near mask borders (the occlusion test:
-    # 19-class text-query mIoU 87.7 -> 90.3 on the same scene);
-    # the released InstanceGaussian behaviour is ``--loss.instance-target rendered
-    # --model.ins-feat-dim 6 --optim.ins-feat-lr 1e-3 --optim.ins-feat-lr-joint 1e-4``.
-    "scannet": ("ScanNet protocol: the mesh vertices are fixed anchors in file order, no growth",
-                _replace(TrainConfig(), format="scannet", random_background=False,
-                         densify=DensifyConfig(enabled=False),
-                         model=ScaffoldConfig(ins_feat_dim=16),
-                         optim=OptimConfig(ins_feat_lr=0.01, ins_feat_lr_joint=0.01),
-                         loss=LossConfig(instance_target="projected",
-                                         occlusion_border_px=3.0))),
-    "appearance": ("Appearance only (Scaffold-GS with n_offsets=5), no instance features",
-                   _replace(TrainConfig(), semantics="off")),
-}
-"""Named presets: name -> (description, config)."""
+def train_presets() -> dict[str, str]:
+    """Preset name -> description, from the files in ``configs/train/`` (the one source of
+    truth: :mod:`instgs.core.configs`)."""
+    from instgs.core.configs import list_presets, preset_description
+
+    return {name: preset_description(p) for name, p in list_presets("train").items()}
+
+
+def train_preset(name: str) -> TrainConfig:
+    """The :class:`TrainConfig` of preset ``name`` (``configs/train/<name>.yaml``).
+
+    Raises:
+        InputError: unknown preset (lists the known ones) or a malformed file.
+    """
+    from instgs.core.configs import load_preset
+
+    return load_preset("train", name, TrainConfig)

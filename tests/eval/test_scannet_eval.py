@@ -8,7 +8,8 @@ import torch
 
 from instgs.core.checks import InputError
 from instgs.eval import _reference as ref
-from instgs.eval.cli import EvalCommand, EvalScannetCommand, evaluate_scannet
+from instgs.eval.cli import EvalCommand, EvalScannetCommand
+from instgs.eval.stage import evaluate_scannet
 from instgs.eval.io import load_pred_labels, load_scannet_gt
 from instgs.eval.scannet import (CLASS_SETS, NYU40_NAMES, average_precision,
                                  classify_instances, instance_matching, instance_miou,
@@ -153,7 +154,7 @@ def test_pred_reader(tmp_path):
 
 # ---------------------------------------------------------------- CLI on a run folder
 def test_cli_scores_a_run(tmp_path, capsys):
-    from instgs.segment.labels import save_instances
+    from instgs.run import LanguageFeatures, save_instances, save_language
 
     run = tmp_path / "run"
     gt_dir = tmp_path / "scene"
@@ -164,17 +165,20 @@ def test_cli_scores_a_run(tmp_path, capsys):
     save_instances(run, np.array([0, 0, 0, 1, 1, 1, 2, 2]))
     feats = np.zeros((3, 4), np.float32)
     feats[0, 0] = feats[1, 1] = feats[2, 2] = 1
-    np.savez(run / "language.npz", instance_features=feats, view_counts=np.array([3, 3, 3]),
-             match_scores=np.ones(3))
+    save_language(run, LanguageFeatures(feats, np.array([3, 3, 3]), np.ones(3, np.float32),
+                                        np.arange(3)))
     names = {"wall": [1, 0, 0, 0], "chair": [0, 1, 0, 0], "floor": [0, 0, 1, 0]}
     text = {NYU40_NAMES[c]: names.get(NYU40_NAMES[c], [0, 0, 0, 1]) for c in range(1, 41)}
     (tmp_path / "text.json").write_text(json.dumps(text))
     cmd = EvalCommand.parse_cli(["scannet", str(run), "--gt", str(gt_dir), "--text-features",
                                  str(tmp_path / "text.json")])
     assert isinstance(cmd, EvalScannetCommand)
-    path = cmd.run()
+    from instgs.cli import main
+
+    assert main(["eval", "scannet", str(run), "--gt", str(gt_dir), "--text-features",
+                 str(tmp_path / "text.json")]) == 0
+    path = run / "eval_scannet.json"
     res = json.loads(path.read_text())
-    assert path == run / "eval_scannet.json"
     assert res["instance"]["miou"] == pytest.approx(100.0)
     assert res["text_query"]["10"]["miou"] == pytest.approx(100.0)
     assert "mIoU" in capsys.readouterr().out
@@ -187,7 +191,7 @@ def test_cli_needs_gt_and_prediction(tmp_path):
     np.save(tmp_path / "gt" / "instance_per_vertex.npy", np.array([1, 2]))
     with pytest.raises(InputError, match="nothing to evaluate"):
         EvalScannetCommand(gt=tmp_path).run()
-    with pytest.raises(InputError, match="run `instgs segment RUN` first"):
+    with pytest.raises(InputError, match="run `instgs segment .*` first"):
         EvalScannetCommand(run_dir=tmp_path, gt=tmp_path).run()
 
 

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from instgs.core.artifacts import atomic_torch_save, config_to_dict, write_json
 from instgs.data import read_scene
 from instgs.model.scaffold import ScaffoldConfig, ScaffoldModel
-from instgs.segment.labels import save_instances
+from instgs.run import current_source, save_instances, save_run_checkpoint, write_run_config
 from instgs.train.config import TrainConfig
 
 
@@ -47,9 +46,10 @@ def make_fake_run(scene_dir: Path, run_dir: Path, *, fmt: str = "scannet",
     run_dir = Path(run_dir)
     tcfg = TrainConfig(data=Path(scene_dir), format=fmt, run_dir=run_dir, sam_level=sam_level,
                        backend="auto", max_images=max_images)
-    write_json(run_dir / "config.json", config_to_dict(tcfg))
+    write_run_config(run_dir, tcfg)
     ckpt = {"step": 0, "model": model.state_for_checkpoint(), "anchors": model.anchors.detach(),
             "ins_feat": model.ins_feat.detach(), "n_offsets": 1, "fixed_anchors": True}
-    atomic_torch_save(ckpt, run_dir / "ckpt" / "latest.pt")
-    save_instances(run_dir, gt - 1, meta={"source": "GT (test fixture)"})
+    save_run_checkpoint(run_dir, ckpt, tcfg)
+    save_instances(run_dir, gt - 1, meta={"labels": "GT (test fixture)",
+                                          "source": current_source(run_dir)})
     return run_dir

@@ -13,21 +13,13 @@ import torch
 from instgs.core.cameras import Cameras
 from instgs.core.checks import InputError
 from instgs.core.gaussians import Gaussians
-from instgs.language.associate import (
-    LanguageConfig,
-    ViewMatches,
-    alone_alpha_reference,
-    alone_log_transmittance,
-    associate,
-    associate_run,
-    match_containment,
-    match_containment_reference,
-    match_masks,
-    match_masks_reference,
-    pool_matches,
-    read_language_file,
-    save_language,
-)
+from instgs import language
+from instgs.language.associate import LanguageConfig, associate
+from instgs.language.matching import (ViewMatches, match_containment,
+                                      match_containment_reference, match_masks,
+                                      match_masks_reference, pool_matches)
+from instgs.language.silhouettes import alone_alpha_reference, alone_log_transmittance
+from instgs.run import load_instances, load_language, load_run, save_language
 from instgs.render.projection import project
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -146,8 +138,8 @@ def _gt_classes(scene: Path) -> tuple[dict[int, str], dict[str, np.ndarray]]:
 
 def test_associate_recovers_every_instance_class(synthetic_run):
     scene, run_dir = synthetic_run
-    path = associate_run(run_dir, LanguageConfig(progress=False), cluster_lang=True)
-    lang = read_language_file(path)
+    path = language.run(run_dir, LanguageConfig(progress=False), cluster_lang=True)
+    lang = load_language(path)
     cls, tf = _gt_classes(scene)
     k = len(lang.instance_ids)
     assert lang.instance_features.shape == (k, 512) and lang.instance_features.dtype == np.float32
@@ -171,9 +163,6 @@ def test_associate_recovers_every_instance_class(synthetic_run):
 
 
 def test_splat_and_render_reference_give_the_same_matches(synthetic_run):
-    from instgs.segment.labels import load_instances
-    from instgs.train.trainer import load_run
-
     _, run_dir = synthetic_run
     run = load_run(run_dir)
     lab = load_instances(run_dir).anchor_labels
@@ -191,9 +180,6 @@ def test_splat_and_render_reference_give_the_same_matches(synthetic_run):
 
 
 def test_containment_fallback_matches_what_iou_misses(synthetic_run, tmp_path):
-    from instgs.segment.labels import load_instances
-    from instgs.train.trainer import load_run
-
     scene, run_dir = synthetic_run
     run = load_run(run_dir)
     lab = load_instances(run_dir).anchor_labels
@@ -218,7 +204,7 @@ def test_containment_fallback_matches_what_iou_misses(synthetic_run, tmp_path):
     assert cls[int(res.matches[0].instance_ids[0])] == names[0]
     # the flag survives the run file
     save_language(tmp_path, got)
-    assert read_language_file(tmp_path).containment_only.all()
+    assert load_language(tmp_path, fresh=False).containment_only.all()
     # instances already matched in enough views keep their IoU features
     base = associate(run, lab, LanguageConfig(progress=False, max_views=4))
     off = associate(run, lab, LanguageConfig(progress=False, max_views=4, fallback_min_views=0))
@@ -237,9 +223,6 @@ def test_containment_of_a_fragment():
 
 
 def test_thresholds_and_bad_inputs(synthetic_run):
-    from instgs.segment.labels import load_instances
-    from instgs.train.trainer import load_run
-
     _, run_dir = synthetic_run
     run = load_run(run_dir)
     lab = load_instances(run_dir).anchor_labels
@@ -251,7 +234,7 @@ def test_thresholds_and_bad_inputs(synthetic_run):
     with pytest.raises(InputError, match="must lie in"):
         associate(run, lab, LanguageConfig(progress=False), num_instances=2)
     with pytest.raises(InputError, match="instgs segment"):
-        associate_run(run_dir.parent / "nothing")
+        language.run(run_dir.parent / "nothing")
     with pytest.raises(InputError, match="max_views"):
         associate(run, lab, LanguageConfig(max_views=0, progress=False))
 
@@ -267,7 +250,7 @@ def test_felzenszwalb_masks_give_zero_features_and_say_so(synthetic_run, tmp_pat
     for f in (scene2 / "language_features").glob("*_f.npy"):
         np.save(f, np.zeros((0, 512), np.float32))
     run2 = make_fake_run(scene2, tmp_path / "run", fmt="scannet")
-    lang = read_language_file(associate_run(run2, LanguageConfig(max_views=2, progress=False)))
+    lang = load_language(language.run(run2, LanguageConfig(max_views=2, progress=False)))
     assert not lang.meta["clip_features_available"]
     assert lang.instance_features.shape[1] == 512 and (lang.instance_features == 0).all()
     assert lang.view_counts.sum() > 0  # masks still match; they just carry no CLIP rows
@@ -276,13 +259,13 @@ def test_felzenszwalb_masks_give_zero_features_and_say_so(synthetic_run, tmp_pat
 
 
 def test_language_cli_writes_the_run_file(synthetic_run, capsys):
-    from instgs.language.cli import LanguageCommand
+    from instgs.cli import main
 
     _, run_dir = synthetic_run
-    cmd = LanguageCommand(run_dir, LanguageConfig(max_views=3, progress=False,
-                                                  silhouette="visible"))
-    path = cmd.run()
-    assert path == run_dir / "language.npz" and path.is_file()
+    assert main(["language", str(run_dir), "--max-views", "3", "--no-progress",
+                 "--silhouette", "visible"]) == 0
+    path = run_dir / "language.npz"
+    assert path.is_file()
     out = capsys.readouterr().out
     assert "instances matched" in out and "wrote" in out
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from instgs.core.checks import InputError
-from instgs.language.associate import LanguageFeatures, save_language
 from instgs.language.query import (
     LoadedLanguage,
     load_language,
@@ -22,7 +21,7 @@ from instgs.language.query import (
     query_slug,
     relevancy_scores,
 )
-from instgs.segment.labels import save_instances
+from instgs.run import LanguageFeatures, labels_digest, save_instances, save_language
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _fake_run import make_fake_run
@@ -100,7 +99,7 @@ def test_table_lookup_is_case_and_space_insensitive_and_suggests():
 
 
 def test_errors_for_missing_language_empty_text_and_no_clip_weights(tmp_path, monkeypatch):
-    from instgs.language import clip as clip_mod
+    from instgs import clip as clip_mod
 
     with pytest.raises(InputError, match="instgs language"):
         load_language(tmp_path)
@@ -130,7 +129,7 @@ def test_errors_for_missing_language_empty_text_and_no_clip_weights(tmp_path, mo
 
 
 def test_open_clip_random_init_encodes_text_and_images_for_queries():
-    from instgs.language.clip import encode_images, encode_text, load_clip
+    from instgs.clip import encode_images, encode_text, load_clip
 
     torch.manual_seed(0)
     clip = load_clip("ViT-B-32", "laion2b_s34b_b79k", allow_random_init=True)
@@ -162,8 +161,6 @@ def test_save_query_and_cli(tmp_path, capsys):
     save_instances(tmp_path, labels, meta={"n_offsets": 3})
     lang = _language(t, ["chair", "bed", "sofa"], labels, n_offsets=3).features
     lang.meta["n_offsets"] = 3
-    from instgs.language.associate import labels_digest
-
     lang.meta["anchor_labels_sha1"] = labels_digest(labels)
     save_language(tmp_path, lang)
     path = QueryCommand(tmp_path, ("bed", "shower curtain"), text_features=tf, top_k=2).run()
@@ -212,11 +209,12 @@ def scannet_render(tmp_path_factory):
 
 @pytest.mark.slow
 def test_scannet_query_finds_bed_sofa_curtain(scannet_render, tmp_path, shared_data):
-    from instgs.language.associate import LanguageConfig, associate_run
+    from instgs import language
+    from instgs.language.associate import LanguageConfig
 
     tf = shared_data / "opengaussian-clip-text-features" / "assets" / "text_features.json"
     run = make_fake_run(scannet_render, tmp_path / "run", fmt="scannet")
-    associate_run(run, LanguageConfig(progress=False))
+    language.run(run, LanguageConfig(progress=False))
     gt = json.loads((scannet_render / "gt" / "instances.json").read_text())
     cls = {int(k) - 1: v["nyu40_name"] for k, v in gt.items()}  # instance id = GT id - 1
     res = query_instances(run, ["bed", "sofa", "curtain"], text_features=tf, top_k=3)

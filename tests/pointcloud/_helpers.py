@@ -6,6 +6,7 @@ import numpy as np
 
 from instgs.pointcloud.data import PointScene, class_statistics
 from instgs.pointcloud.hais import HAISConfig
+from instgs.pointcloud.presets import hais_preset
 
 #: (lower corner, size, ScanNet20 class) of the synthetic objects.
 BOXES = (((0.0, 0.0, 0.0), (0.6, 0.6, 0.8), 4),      # chair-like
@@ -42,10 +43,47 @@ def synthetic_scene(seed: int = 0, n_box: int = 500, n_floor: int = 800,
 
 
 def tiny_cfg(scene: PointScene | None = None) -> HAISConfig:
-    cfg = HAISConfig.tiny()
+    cfg = hais_preset("tiny")
     # r_point 0.1 m: the synthetic surfaces are sampled ~5 cm apart (ScanNet: ~1-2 cm)
     cfg = HAISConfig(**{**cfg.__dict__, "width": 8, "levels": 3, "voxel_size": 0.06,
                         "intra_voxel_size": 0.06, "min_points": 20, "point_radius": 0.1})
     if scene is not None:
         cfg = cfg.with_class_statistics(class_statistics([scene]))
     return cfg
+
+
+# --- files on disk for the CLI tests ------------------------------------------------------------
+#: ``instgs-pc train`` flags that shrink HAIS-tiny to the synthetic scenes (fast, 1 thread).
+HAIS_SMALL = ["--hais.width", "8", "--hais.levels", "3", "--hais.voxel-size", "0.06",
+              "--hais.intra-voxel-size", "0.06", "--hais.min-points", "20",
+              "--hais.point-radius", "0.1"]
+
+
+def write_pointcept(root, name: str, seed: int = 0, labels: bool = True, n_box: int = 250,
+                    n_floor: int = 300):
+    """Pointcept ``preprocess_scannet.py`` layout: coord, color (uint8) and, with ``labels``,
+    segment20 / instance with -1 for none. Returns the scene folder."""
+    from pathlib import Path
+
+    sc = synthetic_scene(seed, n_box=n_box, n_floor=n_floor)
+    d = Path(root) / name
+    d.mkdir(parents=True)
+    np.save(d / "coord.npy", sc.coord.astype(np.float32))
+    np.save(d / "color.npy", np.round((sc.color + 1) * 127.5).astype(np.uint8))
+    if labels:
+        np.save(d / "segment20.npy", np.where(sc.semantic < 0, -1, sc.semantic).astype(np.int16))
+        np.save(d / "instance.npy", np.where(sc.instance < 0, -1, sc.instance).astype(np.int16))
+    return d
+
+
+class Planted:
+    """An object whose unpickling creates ``marker`` (stands in for any code an attacker
+    could run: ``os.system`` executes a shell command)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch '{self.marker}'",))

@@ -1,55 +1,55 @@
-"""``instgs-pc`` CLI smoke: train -> eval -> predict on a synthetic Pointcept-layout folder."""
+"""``instgs-pc`` CLI: train -> eval -> predict on a synthetic Pointcept-layout folder, exit
+codes (0 success, 1 bad input with one line on stderr), predict on unlabelled scenes."""
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from instgs.pointcloud.cli import build_network, load_network, main
+from instgs.pointcloud.presets import hais_preset
 
-from ._helpers import synthetic_scene
+from ._helpers import HAIS_SMALL, write_pointcept
 
-
-def _write_pointcept(root: Path, name: str, seed: int) -> None:
-    """Pointcept ``preprocess_scannet.py`` layout: coord, color (uint8), segment20 / instance
-    with -1 for none."""
-    sc = synthetic_scene(seed, n_box=250, n_floor=300)
-    d = root / name
-    d.mkdir(parents=True)
-    np.save(d / "coord.npy", sc.coord.astype(np.float32))
-    np.save(d / "color.npy", np.round((sc.color + 1) * 127.5).astype(np.uint8))
-    np.save(d / "segment20.npy", np.where(sc.semantic < 0, -1, sc.semantic).astype(np.int16))
-    np.save(d / "instance.npy", np.where(sc.instance < 0, -1, sc.instance).astype(np.int16))
+REPO = Path(__file__).resolve().parents[2]
 
 
-HAIS_SMALL = ["hais:tiny", "--hais.width", "8", "--hais.levels", "3", "--hais.voxel-size",
-              "0.06", "--hais.intra-voxel-size", "0.06", "--hais.min-points", "20",
-              "--hais.point-radius", "0.1"]
+def _one_error_line(capsys, prog: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"{prog}: error: "), err
+    return err[0]
 
 
-def test_cli_train_eval_predict(tmp_path, capsys):
+def test_cli_train_eval_predict_exit_zero(tmp_path, capsys):
     data = tmp_path / "scans"
-    _write_pointcept(data, "scene_a", 0)
-    _write_pointcept(data, "scene_b", 1)
+    write_pointcept(data, "scene_a", 0)
+    write_pointcept(data, "scene_b", 1)
     out = tmp_path / "run"
-    ckpt = main(["train", "--data", str(data), "--scenes", "scene_a", "--out", str(out),
-                 "--train.steps", "4", "--train.ckpt-every", "2", "--augment", "light",
-                 *HAIS_SMALL])
-    assert Path(ckpt).is_file() and (out / "ckpt" / "last.pt").is_file()
+    rc = main(["train", "--data", str(data), "--scenes", "scene_a", "--out", str(out),
+               "--train.steps", "4", "--train.ckpt-every", "2", "--augment", "light",
+               *HAIS_SMALL])
+    assert rc == 0  # was 1: main returned the checkpoint path and sys.exit(path) exits 1
+    ckpt = out / "ckpt" / "step_000004.pt"
+    assert ckpt.is_file() and (out / "ckpt" / "last.pt").is_file()
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["hais"]["width"] == 8 and cfg["network"] == "hais"
+    assert cfg["preset"] == "hais-tiny" and cfg["hais"]["levels"] == 3
     assert (out / "manifest.json").is_file()
-    model = load_network(Path(ckpt))
+    model = load_network(ckpt)
     assert model.cfg.width == 8 and model.cfg.point_radius == 0.1
     # class statistics re-estimated from scene_a: 250-point boxes
     assert model.cfg.class_numpoint_mean[4] == pytest.approx(250.0)
 
     metrics = tmp_path / "metrics.json"
-    main(["eval", "--ckpt", str(ckpt), "--data", str(data), "--scenes", "scene_b",
-          "--out", str(metrics)])
+    assert main(["eval", "--ckpt", str(ckpt), "--data", str(data), "--scenes", "scene_b",
+                 "--out", str(metrics)]) == 0
     res = json.loads(metrics.read_text())
     assert set(res["instance"]) >= {"AP", "AP50", "AP25", "per_class"}
     assert 0.0 <= res["instance"]["AP25"] <= 1.0
@@ -57,7 +57,8 @@ def test_cli_train_eval_predict(tmp_path, capsys):
     assert "AP50" in capsys.readouterr().out
 
     pred_dir = tmp_path / "preds"
-    main(["predict", "--ckpt", str(ckpt), "--data", str(data), "--out", str(pred_dir)])
+    assert main(["predict", "--ckpt", str(ckpt), "--data", str(data), "--out",
+                 str(pred_dir)]) == 0
     for name in ("scene_a", "scene_b"):
         z = np.load(pred_dir / f"{name}.npz")
         n = len(np.load(data / name / "coord.npy"))
@@ -67,19 +68,102 @@ def test_cli_train_eval_predict(tmp_path, capsys):
         assert z["instance_offsets"][-1] == len(z["point_idx"])
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    with pytest.raises(SystemExit, match="checkpoint not found"):
-        main(["eval", "--ckpt", str(tmp_path / "nope.pt"), "--data", str(tmp_path)])
-    with pytest.raises(SystemExit, match="data path not found"):
-        main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
-    with pytest.raises(SystemExit):  # tyro rejects an unknown network name
-        main(["train", "--data", str(tmp_path), "--out", str(tmp_path), "--network", "ssen"])
+def test_cli_bad_input_exits_one_with_one_line(tmp_path, capsys):
+    assert main(["eval", "--ckpt", str(tmp_path / "nope.pt"), "--data", str(tmp_path)]) == 1
+    assert "checkpoint not found" in _one_error_line(capsys, "instgs-pc eval")
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 1
+    assert "data path not found" in _one_error_line(capsys, "instgs-pc train")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--data", "d", "--out", "o", "--network", "ssen"], "ssen"),   # bad choice
+    (["train", "--data", "d", "--out", "o", "--bogus-flag", "1"], "bogus"),  # unknown flag
+    (["train", "--data", "d", "--out", "o", "--augment", "heavy"], "heavy"),
+    (["eval", "--data", "d"], "--ckpt"),                                      # missing arg
+    (["predict", "--ckpt"], None),                                           # no value
+    (["frobnicate"], "frobnicate"),
+    ([], "missing command"),
+])
+def test_cli_parse_errors_exit_one_with_one_line(argv, needle, capsys):
+    assert main(argv) == 1
+    line = _one_error_line(capsys, "instgs-pc" + (f" {argv[0]}" if argv and
+                                                  argv[0] in ("train", "eval", "predict")
+                                                  else ""))
+    assert needle is None or needle in line
+
+
+def test_cli_help_exits_zero(capsys):
+    for argv in (["--help"], ["train", "--help"], ["eval", "--help"], ["predict", "-h"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code in (0, None)
+    assert "predict" in capsys.readouterr().out
+
+
+def test_module_entry_point_exit_codes(tmp_path):
+    """``python -m instgs.pointcloud.cli``: 1 and one stderr line, no traceback."""
+    r = subprocess.run([sys.executable, "-m", "instgs.pointcloud.cli", "eval", "--ckpt",
+                        str(tmp_path / "x.pt"), "--data", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+                       env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert "Traceback" not in r.stderr and "checkpoint not found" in r.stderr
+
+
+# --- predict needs no labels --------------------------------------------------------------------
+def test_predict_pointcept_scene_without_labels(small_run, tmp_path, capsys):
+    _, _, ckpt = small_run
+    data = tmp_path / "unlabelled"
+    write_pointcept(data, "scene_u", 2, labels=False)
+    assert sorted(p.name for p in (data / "scene_u").iterdir()) == ["color.npy", "coord.npy"]
+    out = tmp_path / "preds"
+    assert main(["predict", "--ckpt", str(ckpt), "--data", str(data / "scene_u"),
+                 "--out", str(out)]) == 0
+    z = np.load(out / "scene_u.npz")
+    assert z["semantic"].shape == (len(np.load(data / "scene_u" / "coord.npy")),)
+    # eval does need labels: a clear error naming the missing file
+    assert main(["eval", "--ckpt", str(ckpt), "--data", str(data / "scene_u")]) == 1
+    line = _one_error_line(capsys, "instgs-pc eval")
+    assert "segment20.npy" in line and "predict" in line
+
+
+def test_predict_mmdet3d_points_without_label_arrays(small_run, tmp_path):
+    _, _, ckpt = small_run
+    src = small_run[0] / "scene_b"
+    mm = tmp_path / "mm" / "scannet_train_instance_data"
+    mm.mkdir(parents=True)
+    rgb = np.load(src / "color.npy").astype(np.float32)
+    np.save(mm / "sceneX_00_vert_all.npy", np.c_[np.load(src / "coord.npy"), rgb])
+    out = tmp_path / "preds"
+    assert main(["predict", "--ckpt", str(ckpt), "--data", str(tmp_path / "mm"),
+                 "--scenes", "sceneX_00", "--out", str(out)]) == 0
+    assert np.load(out / "sceneX_00.npz")["offsets"].shape == (len(rgb), 3)
 
 
 def test_build_network_factory_rejects_unknown():
     from instgs.core.checks import InputError
-    from instgs.pointcloud.hais import HAIS, HAISConfig
+    from instgs.pointcloud.hais import HAIS
 
-    assert isinstance(build_network("hais", HAISConfig.tiny()), HAIS)
+    assert isinstance(build_network("hais", hais_preset("tiny")), HAIS)
     with pytest.raises(InputError, match="hais"):
         build_network("mpnet", None)  # type: ignore[arg-type]
+
+
+def test_library_code_does_not_print():
+    """Library modules report through ``logging``; only the CLI commands' ``run()`` (their
+    results) and the ``--help`` overview print."""
+    root = REPO / "instgs" / "pointcloud"
+    offenders = []
+    for f in sorted(root.rglob("*.py")):
+        tree = ast.parse(f.read_text())
+        allowed = set()
+        if f.name == "cli.py":
+            for node in ast.walk(tree):
+                if isinstance(node, ast.FunctionDef) and node.name in ("run", "parse_args"):
+                    allowed |= {id(n) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "print" and id(node) not in allowed):
+                offenders.append(f"{f.relative_to(REPO)}:{node.lineno}")
+    assert offenders == []

@@ -133,6 +133,33 @@ def test_bad_input_nan_mismatch_empty(tmp_path):
         load_scannet_scene(tmp_path)
 
 
+def test_scenes_without_labels_load_for_prediction(tmp_path):
+    """Pointcept folder with coord + color only and MMDetection3D points without label
+    arrays: readable with ``require_labels=False`` (all -100); refused with a clear error
+    naming the missing file otherwise."""
+    d = _write_pointcept(tmp_path / "scene0003_00")
+    (d / "segment20.npy").unlink()
+    (d / "instance.npy").unlink()
+    s = load_scannet_scene(d, require_labels=False)
+    assert s.num_points == 50 and (s.semantic == IGNORE_INDEX).all()
+    assert (s.instance == IGNORE_INDEX).all() and s.num_instances == 0
+    with pytest.raises(InputError, match="segment20.npy") as e:
+        load_scannet_scene(d)
+    assert "predict" in str(e.value)
+    mm = tmp_path / "mm"
+    mm.mkdir()
+    np.save(mm / "sceneY_vert_all.npy", np.c_[np.random.default_rng(0).random((7, 3)),
+                                              np.full((7, 3), 128.0)].astype(np.float32))
+    m = load_scannet_scene(mm, "sceneY", require_labels=False)
+    assert m.num_points == 7 and (m.semantic == IGNORE_INDEX).all()
+    with pytest.raises(InputError, match="sceneY_ins_label_all.npy"):
+        load_scannet_scene(mm, "sceneY")
+    # one label file without the other is a broken export, not an unlabelled scene
+    np.save(mm / "sceneY_sem_label_all.npy", np.zeros(7, np.uint32))
+    with pytest.raises(InputError, match="sceneY_ins_label_all.npy"):
+        load_scannet_scene(mm, "sceneY", require_labels=False)
+
+
 def _scene(n=2000, seed=0):
     rng = np.random.default_rng(seed)
     return PointScene("toy", rng.random((n, 3)).astype(np.float32) * 4,

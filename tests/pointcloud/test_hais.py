@@ -14,19 +14,20 @@ from instgs.pointcloud.data import class_statistics
 from instgs.pointcloud.evaluate import InstancePred
 from instgs.pointcloud.hais import HAIS, STAGES, HAISConfig, Proposals, collate_scenes, predict
 from instgs.pointcloud.hais import losses as L
+from instgs.pointcloud.presets import hais_preset
 
 from ._helpers import BOXES, synthetic_scene, tiny_cfg  # noqa: F401
 
 
 # --- config ------------------------------------------------------------------------------------
 def test_presets_and_rescaled_thresholds():
-    p, t = HAISConfig.paper(), HAISConfig.tiny()
+    p, t = hais_preset("paper"), hais_preset("tiny")
     assert (p.voxel_size, p.width, p.levels, p.block_reps) == (0.02, 32, 7, 2)
     assert (p.point_radius, p.alpha, p.score_threshold, p.min_points) == (0.03, 0.01, 0.09, 100)
     assert (t.width, t.levels, t.block_reps) == (16, 5, 1)
-    assert HAISConfig.preset("tiny") == t
+    assert hais_preset("tiny") == t
     with pytest.raises(InputError, match="paper"):
-        HAISConfig.preset("huge")
+        hais_preset("huge")
     s = HAISConfig(point_fraction=0.25)
     assert s.scaled_min_points == 25
     assert s.scaled_numpoint_mean[2] == pytest.approx(3917 * 0.25)

@@ -59,7 +59,7 @@ def _set_case(seed):
     rng = np.random.default_rng(seed)
     pts, lab, clusters = [], [], []
     start = 0
-    for k in range(12):
+    for _ in range(12):
         c = rng.integers(2, 5)
         n = int(rng.choice([5, 20, 60, 120]))
         centre = rng.random(3) * 3

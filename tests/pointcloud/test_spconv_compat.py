@@ -24,7 +24,7 @@ def two_threads():
     torch.set_num_threads(n)
 
 
-def _case(sp, seed: int, kind: str, D: int = 12, C: int = 8, O: int = 16):
+def _case(sp, seed: int, kind: str, D: int = 12, C: int = 8, O: int = 16):  # noqa: E741
     g = torch.Generator().manual_seed(seed)
     occ = torch.rand(D, D, D, generator=g) < 0.6
     idx = occ.nonzero().int()

@@ -11,8 +11,9 @@ import torch
 from instgs.render import render
 from instgs.render.visibility import occluded_near_border, point_footprint_radii, visible_points
 from instgs.segment.render_support import load_view_masks, observed_anchors
-from instgs.train.config import PRESETS
-from instgs.train.trainer import Trainer, load_run
+from instgs.run import load_instances, load_run
+from instgs.train.config import train_preset
+from instgs.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("rs")
     make_synthetic_scene(root / "scene", num_views=6, num_test_views=1, width=48, height=36,
                          num_points=3000, num_objects=2, progress=False)
-    cfg = dataclasses.replace(PRESETS["scannet"][1], data=root / "scene", run_dir=root / "run",
+    cfg = dataclasses.replace(train_preset("scannet"), data=root / "scene", run_dir=root / "run",
                               steps=20, progress=False, save_every=0, backend="cpu")
     Trainer(cfg).train()
     return load_run(root / "run")
@@ -63,22 +64,22 @@ def test_top_rule_and_unknown_rule(tiny_run):
         observed_anchors(tiny_run, rule="nearest", progress=False)
 
 
-def test_segment_command_with_observed_anchors(tiny_run, capsys):
+def test_segment_command_with_observed_anchors(tiny_run, caplog):
+    from instgs import segment
     from instgs.segment import SegmentConfig
-    from instgs.segment.cli import SegmentCommand
-    from instgs.segment.labels import load_instances
 
-    path = SegmentCommand(tiny_run.run_dir, SegmentConfig(num_seeds=50), valid="auto").run()
+    caplog.set_level("INFO", logger="instgs")
+    path = segment.run(tiny_run.run_dir, SegmentConfig(num_seeds=50, valid="auto"))
     got = load_instances(path)
     assert got.meta["valid"] == "observed" and got.meta["unobserved"] == "masks"
     assert len(got.anchor_labels) == tiny_run.model.num_anchors
     assert (got.anchor_labels >= 0).all()
     assert got.meta["surface_propagation"] and got.meta["num_propagated"] > 0
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "observed anchors" in out and "along surfaces" in out
     # without propagation the anchors it labelled fall back to the nearest observed one
-    path = SegmentCommand(tiny_run.run_dir, SegmentConfig(num_seeds=50), valid="auto",
-                          surface_propagation=False).run()
+    path = segment.run(tiny_run.run_dir, SegmentConfig(num_seeds=50, valid="auto",
+                                                       surface_propagation=False))
     plain = load_instances(path)
     assert not plain.meta["surface_propagation"] and plain.meta["num_propagated"] == 0
     assert (plain.anchor_labels >= 0).all()

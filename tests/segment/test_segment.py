@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from _synthetic import make_synthetic_scene  # tests/segment helper
 
 from instgs.core.checks import InputError, ShapeError
 from instgs.eval.scannet import instance_miou
-from instgs.segment import (SegmentConfig, assign_to_seeds, expand_to_gaussians, fps,
-                            load_instances, merge_clusters, positional_encoding,
-                            reassign_small_clusters, relabel_by_size, save_instances,
+from instgs.run import expand_to_gaussians, load_instances, save_instances
+from instgs.segment import (SegmentConfig, assign_to_seeds, fps, merge_clusters,
+                            positional_encoding, reassign_small_clusters, relabel_by_size,
                             segment_anchors, voxel_adjacency)
 from instgs.segment import _reference as ref
-from instgs.segment.synthetic import make_synthetic_scene
 
 
 def _grid(n=5):
@@ -235,6 +235,7 @@ def test_save_load_instances(tmp_path):
 
 
 def test_segment_command(tmp_path, capsys):
+    from instgs.cli import main
     from instgs.segment.cli import SegmentCommand
 
     s = make_synthetic_scene(num_points=4000, num_boxes=3, seed=3)
@@ -242,7 +243,8 @@ def test_segment_command(tmp_path, capsys):
     torch.save({"anchors": torch.from_numpy(s.xyz), "ins_feat": torch.from_numpy(s.ins_feat),
                 "n_offsets": 5, "anchor_valid": torch.ones(len(s.xyz), dtype=torch.bool)},
                tmp_path / "ckpt" / "latest.pt")
-    path = SegmentCommand(tmp_path, SegmentConfig(num_seeds=100)).run()
+    assert main(["segment", str(tmp_path), "--num-seeds", "100"]) == 0
+    path = tmp_path / "instances.npz"
     got = load_instances(path)
     assert len(got.gaussian_labels) == 5 * len(s.xyz)
     assert (got.gaussian_labels[::5] == got.anchor_labels).all()
@@ -257,5 +259,8 @@ def test_segment_command(tmp_path, capsys):
     with pytest.raises(InputError, match="appearance-only") as e:
         SegmentCommand(app).run()
     assert "latest.pt" in str(e.value) and "Fix:" in str(e.value)
-    with pytest.raises(InputError, match="no checkpoint"):
+    with pytest.raises(InputError, match="run folder not found"):
         SegmentCommand(tmp_path / "missing").run()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="checkpoint not found"):
+        SegmentCommand(tmp_path / "empty").run()

@@ -6,7 +6,7 @@ from instgs.model.scaffold import ScaffoldConfig, ScaffoldModel
 from instgs.train.config import TrainConfig
 from instgs.train.densify import (AnchorStats, DensifyConfig, grow_anchors, prune_anchors,
                                   update_anchor_params)
-from instgs.train.trainer import build_optimizer
+from instgs.train.optim import build_optimizer
 
 
 def _model(n=64):

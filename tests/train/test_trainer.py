@@ -8,8 +8,10 @@ import torch
 
 from instgs.cli import main
 from instgs.core.checks import InputError
-from instgs.train.config import PRESETS, TrainConfig
-from instgs.train.trainer import Trainer, config_from_dict, load_run, stage_at
+from instgs.core.configs import from_dict
+from instgs.run import load_run
+from instgs.train.config import TrainConfig, train_preset
+from instgs.train.trainer import Trainer, stage_at
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def tiny_scene(tmp_path_factory):
 
 
 def _cfg(scene, run_dir, **kw):
-    base = dataclasses.replace(PRESETS["scannet"][1], data=scene, run_dir=run_dir,
+    base = dataclasses.replace(train_preset("scannet"), data=scene, run_dir=run_dir,
                                progress=False, save_every=0, backend="cpu")
     return dataclasses.replace(base, **kw)
 
@@ -36,12 +38,16 @@ def test_stage_schedule_scales_with_steps():
 
 
 def test_config_round_trip_through_json():
-    cfg = PRESETS["scannet"][1]
+    cfg = train_preset("scannet")
     d = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    assert config_from_dict(d) == cfg
+    assert from_dict(TrainConfig, d) == cfg
     d["unknown_key"] = 1
     with pytest.raises(InputError, match="unknown_key"):
-        config_from_dict(d)
+        from_dict(TrainConfig, d)
+    d.pop("unknown_key")
+    d["model"]["ins_feat_dim"] = "sixteen"
+    with pytest.raises(InputError, match="model.ins_feat_dim"):
+        from_dict(TrainConfig, d)
 
 
 def test_appearance_training_improves_fit(tiny_scene, tmp_path):
@@ -68,7 +74,7 @@ def test_semantic_training_writes_run(tiny_scene, tmp_path, target, border_px):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["step"] == 30 and metrics["psnr"] is not None
-    ckpt = torch.load(run / "ckpt/latest.pt", weights_only=False)
+    ckpt = torch.load(run / "ckpt/latest.pt", weights_only=True)
     assert ckpt["ins_feat"].shape == (tr.model.num_anchors, cfg.model.ins_feat_dim)
     # the semantic phases changed the instance features
     loaded = load_run(run)
@@ -116,11 +122,12 @@ def test_cli_train_reports_unknown_layout(tmp_path, capsys):
 
 
 def test_cli_unknown_preset(capsys):
-    with pytest.raises(SystemExit, match="unknown preset"):
-        main(["train", "--preset", "nope"])
+    assert main(["train", "--preset", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown preset 'nope'" in err and "scannet" in err and len(err.splitlines()) == 1
 
 
-def test_orphan_and_empty_masks_are_documented_skips(tiny_scene, tmp_path):
+def test_orphan_and_empty_masks_are_documented_skips(tiny_scene, tmp_path, caplog):
     import shutil
 
     import numpy as np
@@ -134,9 +141,9 @@ def test_orphan_and_empty_masks_are_documented_skips(tiny_scene, tmp_path):
     seg, feats = read_language_features(lf, stems[0])
     write_language_features(lf, "no_such_image", seg, feats)  # mask file without an image
     write_language_features(lf, stems[0], np.full_like(seg, -1), feats[:0])  # no valid pixel
-    with pytest.warns(UserWarning) as rec:
+    with caplog.at_level("WARNING", logger="instgs"):
         tr = Trainer(_cfg(scene, tmp_path / "run", steps=30))
-    text = " ".join(str(w.message) for w in rec)
+    text = caplog.text
     assert "no_such_image" in text and "no valid mask pixel" in text
     empty_view = next(i for i in tr.train_ids if tr.scene.image_paths[i].stem == stems[0])
     tr.step = 25  # joint phase

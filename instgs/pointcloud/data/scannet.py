@@ -8,6 +8,9 @@ Reads the three common per-scene layouts into one :class:`PointScene`:
 * **HAIS / PointGroup** (``hustvl/HAIS``, ``prepare_data_inst.py``): ``<scene>_inst_nostuff.pth``
   = ``torch.save((coords, colors, sem_labels, instance_labels))`` with colours already in
   [-1, 1], semantic 0..19 / -100 and instance ids / -100 (wall and floor already removed).
+  The file is a pickle of numpy arrays (float64 from ``prepare_data_inst.py``). It is read
+  with ``torch.load(weights_only=True)`` and only the numpy globals such arrays need
+  (:data:`HAIS_PTH_SAFE_GLOBALS`); any other object in the file is refused, never built.
 * **MMDetection3D** (``open-mmlab/mmdetection3d``, ``scannet_train_instance_data``):
   ``<scene>_vert_all.npy`` (float32 [N,6] xyz + rgb 0..255, axis-aligned),
   ``<scene>_ins_label_all.npy`` (0 = unannotated, 1..K) and ``<scene>_sem_label_all.npy``
@@ -20,11 +23,17 @@ ids consecutive 0..I-1 with -100 for unannotated points and for wall / floor, wh
 "stuff" without instances. As in HAIS, instances of objects outside the 20 classes (e.g.
 ceiling, otherprop) keep an instance id while their semantic label is -100; pass
 ``benchmark_instances_only=True`` to drop them too.
+
+Labels are optional with ``require_labels=False`` (inference on unlabelled scans: a Pointcept
+folder with only ``coord.npy`` / ``color.npy``, MMDetection3D points without the label
+arrays, a HAIS test-split ``(coords, colors)`` file); missing labels are then all -100.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import pickle
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,7 +45,10 @@ import torch
 from instgs.core.checks import InputError
 from instgs.pointcloud.data.labels import IGNORE_INDEX, SCANNET_STUFF, nyu40_to_scannet20
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "HAIS_PTH_SAFE_GLOBALS",
     "PointScene",
     "load_scannet_scene",
     "list_scannet_scenes",
@@ -178,14 +190,28 @@ def _load_npy(path: Path) -> np.ndarray:
         raise InputError(f"cannot read .npy ({e})", path, "re-export the file") from e
 
 
-def _load_pointcept(folder: Path, benchmark_only: bool) -> PointScene:
+_NEEDS_LABELS = ("this command needs labelled scenes; pass the scene's label files, or use "
+                 "instgs-pc predict, which needs none")
+
+
+def _no_labels(n: int) -> np.ndarray:
+    return np.full(n, IGNORE_INDEX, dtype=np.int64)
+
+
+def _load_pointcept(folder: Path, benchmark_only: bool, require_labels: bool) -> PointScene:
     coord = _load_npy(folder / "coord.npy")
     color = _load_npy(folder / "color.npy").astype(np.float32)
-    seg = _load_npy(folder / "segment20.npy").astype(np.int64).reshape(-1)
-    seg[seg < 0] = IGNORE_INDEX
+    seg_path = folder / "segment20.npy"
+    if seg_path.is_file() or require_labels:
+        if not seg_path.is_file():
+            raise InputError("label file not found", seg_path, _NEEDS_LABELS)
+        seg = _load_npy(seg_path).astype(np.int64).reshape(-1)
+        seg[seg < 0] = IGNORE_INDEX
+    else:
+        seg = _no_labels(len(coord))
     inst_path = folder / "instance.npy"
     inst = (_load_npy(inst_path).astype(np.int64).reshape(-1) if inst_path.is_file()
-            else np.full(len(seg), IGNORE_INDEX, dtype=np.int64))
+            else _no_labels(len(seg)))
     raw = PointScene(folder.name, coord, color / 127.5 - 1.0, seg, inst)
     _check_lengths(raw, folder)
     scene = validate_scene(raw, folder, num_classes=20)
@@ -201,21 +227,82 @@ def _check_lengths(scene: PointScene, where: Path) -> None:
                          "re-export the scene so that every array has one entry per point")
 
 
-def _load_hais(pth: Path, benchmark_only: bool) -> PointScene:
+def _numpy_reconstruct():
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+def _hais_safe_globals() -> list:
+    """What unpickling a tuple of numeric numpy arrays needs, and nothing else.
+
+    ``torch.save`` of an ndarray pickles ``_reconstruct(ndarray, (0,), b"b")`` and then sets
+    the array's state: shape, a ``numpy.dtype("f8", ...)`` (whose class, e.g.
+    ``numpy.dtypes.Float64DType``, must be allowed to receive its state) and the raw bytes.
+    Files written under numpy 1.x name ``numpy.core.multiarray._reconstruct``.
+    """
+    rec = _numpy_reconstruct()
+    dt = np.dtypes
+    return [rec, (rec, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
+            dt.Float32DType, dt.Float64DType, dt.Int32DType, dt.Int64DType]
+
+
+#: Globals allowed while reading a HAIS ``.pth`` (``torch.load(weights_only=True)``): numpy's
+#: array reconstructor (under its numpy 2 and numpy 1 names), ``ndarray``, ``dtype`` and the
+#: float32 / float64 / int32 / int64 dtype classes. HAIS's ``prepare_data_inst.py`` writes
+#: float64 arrays; the other three are what converters write for coordinates and labels.
+HAIS_PTH_SAFE_GLOBALS = _hais_safe_globals()
+
+_HAIS_FIX = ("regenerate it with HAIS prepare_data_inst.py (a tuple of numpy arrays), or "
+             "convert the scene to the Pointcept layout (coord.npy, color.npy, segment20.npy, "
+             "instance.npy)")
+
+
+def _read_hais_pth(pth: Path) -> tuple:
+    """``torch.load`` a HAIS file without running code; InputError on anything else."""
     try:
-        # a pickle of numpy arrays (not tensors): only load files you trust
-        data = torch.load(pth, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise InputError(f"cannot read HAIS .pth ({e})", pth,
-                         "regenerate it with prepare_data_inst.py") from e
+        with torch.serialization.safe_globals(HAIS_PTH_SAFE_GLOBALS):
+            data = torch.load(pth, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = str(e).strip().splitlines()
+        detail = next((d for d in detail if "GLOBAL" in d or "Unsupported" in d or
+                       "Can only build" in d), detail[-1] if detail else "")
+        raise InputError("refused to load: the file holds Python objects other than numpy "
+                         "arrays, and unpickling them could run code (" + detail.strip()[:200]
+                         + ")", pth, _HAIS_FIX + "; never load .pth files from untrusted "
+                         "sources") from e
+    except Exception as e:  # truncated / corrupt / not a torch file
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot read HAIS .pth, truncated or corrupt ({msg})", pth,
+                         _HAIS_FIX) from e
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 4):
-        raise InputError("expected a tuple (coords, colors[, sem_labels, instance_labels])",
-                         pth, "regenerate it with HAIS prepare_data_inst.py")
-    coord, color = (np.asarray(d) for d in data[:2])
+        raise InputError("expected a tuple (coords, colors[, sem_labels, instance_labels]), "
+                         f"got {type(data).__name__}"
+                         + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else ""),
+                         pth, _HAIS_FIX)
+    out = []
+    for i, d in enumerate(data):
+        a = d.numpy() if isinstance(d, torch.Tensor) else d
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiub":
+            raise InputError(f"element {i} is a {type(d).__name__}"
+                             + (f" of dtype {a.dtype}" if isinstance(a, np.ndarray) else "")
+                             + ", not a numeric array", pth, _HAIS_FIX)
+        out.append(a)
+    return tuple(out)
+
+
+def _load_hais(pth: Path, benchmark_only: bool, require_labels: bool) -> PointScene:
+    data = _read_hais_pth(pth)
+    coord, color = data[:2]
     if len(data) == 4:
-        sem, inst = (np.asarray(d).astype(np.int64).reshape(-1) for d in data[2:])
+        sem, inst = (d.astype(np.int64).reshape(-1) for d in data[2:])
+    elif require_labels:
+        raise InputError("the file has no labels (HAIS test split: coords, colors only)", pth,
+                         _NEEDS_LABELS)
     else:  # test split: no labels
-        sem = inst = np.full(len(coord), IGNORE_INDEX, dtype=np.int64)
+        sem = inst = _no_labels(len(coord))
     sem = np.where(sem < 0, IGNORE_INDEX, sem)
     name = pth.name.split("_inst_nostuff")[0].removesuffix(".pth")
     raw = PointScene(name, coord, color, sem, inst)
@@ -230,7 +317,8 @@ def _mmdet3d_dir(path: Path) -> Path:
     return sub if sub.is_dir() else path
 
 
-def _load_mmdet3d(path: Path, scene: str | None, benchmark_only: bool) -> PointScene:
+def _load_mmdet3d(path: Path, scene: str | None, benchmark_only: bool,
+                  require_labels: bool) -> PointScene:
     if path.is_file():
         folder, scene = path.parent, path.name.removesuffix("_vert_all.npy")
     else:
@@ -249,14 +337,25 @@ def _load_mmdet3d(path: Path, scene: str | None, benchmark_only: bool) -> PointS
                          "use MMDetection3D's *_vert_all.npy export")
     ins_path = folder / f"{scene}_ins_label_all.npy"
     sem_path = folder / f"{scene}_sem_label_all.npy"
-    inst = _load_npy(ins_path).astype(np.int64).reshape(-1)
-    nyu = _load_npy(sem_path).astype(np.int64).reshape(-1)
-    for p, arr in ((ins_path, inst), (sem_path, nyu)):
-        if len(arr) != len(vert):
-            raise InputError(f"has {len(arr)} labels but {vert_path.name} has {len(vert)} "
-                             "points", p, "use label and vertex files of the same export")
-    sem = nyu40_to_scannet20(nyu)
-    inst = np.where(inst > 0, inst, IGNORE_INDEX)
+    labelled = ins_path.is_file() or sem_path.is_file()
+    if labelled or require_labels:
+        for p in (ins_path, sem_path):
+            if not p.is_file():
+                raise InputError("label file not found", p, _NEEDS_LABELS)
+        inst = _load_npy(ins_path).astype(np.int64).reshape(-1)
+        nyu = _load_npy(sem_path).astype(np.int64).reshape(-1)
+        for p, arr in ((ins_path, inst), (sem_path, nyu)):
+            if len(arr) != len(vert):
+                raise InputError(f"has {len(arr)} labels but {vert_path.name} has "
+                                 f"{len(vert)} points", p,
+                                 "use label and vertex files of the same export")
+        try:
+            sem = nyu40_to_scannet20(nyu)
+        except InputError as e:
+            raise InputError(str(e), sem_path) from e
+        inst = np.where(inst > 0, inst, IGNORE_INDEX)
+    else:
+        sem = inst = _no_labels(len(vert))
     raw = PointScene(scene, vert[:, :3], vert[:, 3:6].astype(np.float32) / 127.5 - 1.0,
                      sem, inst)
     out = validate_scene(raw, vert_path, num_classes=20)
@@ -291,8 +390,8 @@ def _detect(path: Path, scene: str | None) -> tuple[str, Path]:
 
 
 def load_scannet_scene(path: str | Path, scene: str | None = None, *,
-                       layout: str = "auto", benchmark_instances_only: bool = False
-                       ) -> PointScene:
+                       layout: str = "auto", benchmark_instances_only: bool = False,
+                       require_labels: bool = True) -> PointScene:
     """Load one ScanNet scene from a Pointcept folder, a HAIS ``.pth`` or MMDetection3D files.
 
     Args:
@@ -302,6 +401,9 @@ def load_scannet_scene(path: str | Path, scene: str | None = None, *,
         scene: scene name, e.g. ``"scene0000_00"``, when ``path`` is a folder of scenes.
         layout: ``"auto"``, ``"pointcept"``, ``"hais"`` or ``"mmdet3d"``.
         benchmark_instances_only: also drop instances whose class is outside ScanNet20.
+        require_labels: raise when the label files are missing (training, evaluation);
+            ``False`` (prediction) reads points and colours only when there are no labels
+            and fills ``semantic`` / ``instance`` with -100.
 
     Returns:
         PointScene with coord [N,3] float32 m, color [N,3] float32 in [-1,1], semantic [N]
@@ -309,7 +411,8 @@ def load_scannet_scene(path: str | Path, scene: str | None = None, *,
 
     Raises:
         InputError: missing files, NaN/Inf coordinates, arrays of different lengths, an
-            empty scene, unrecognised layout — each naming the offending file.
+            empty scene, unrecognised layout, a ``.pth`` holding anything but numeric numpy
+            arrays (refused unread) — each naming the offending file.
 
     References:
         HAIS ``prepare_data_inst.py`` (label remap, colours, wall/floor exclusion);
@@ -320,18 +423,22 @@ def load_scannet_scene(path: str | Path, scene: str | None = None, *,
     if kind == "pointcept":
         if scene is not None and not (target / "coord.npy").is_file():
             target = target / scene
-        return _load_pointcept(target, benchmark_instances_only)
-    if kind == "hais":
+        out = _load_pointcept(target, benchmark_instances_only, require_labels)
+    elif kind == "hais":
         if target.is_dir():
             hits = sorted(target.glob(f"{scene}*.pth")) if scene else []
             if not hits:
                 raise InputError(f"no {scene}*.pth here", target, "pass the .pth file")
             target = hits[0]
-        return _load_hais(target, benchmark_instances_only)
-    if kind == "mmdet3d":
-        return _load_mmdet3d(target, scene, benchmark_instances_only)
-    raise InputError(f"unknown layout {layout!r}", path,
-                     "use 'auto', 'pointcept', 'hais' or 'mmdet3d'")
+        out = _load_hais(target, benchmark_instances_only, require_labels)
+    elif kind == "mmdet3d":
+        out = _load_mmdet3d(target, scene, benchmark_instances_only, require_labels)
+    else:
+        raise InputError(f"unknown layout {layout!r}", path,
+                         "use 'auto', 'pointcept', 'hais' or 'mmdet3d'")
+    log.debug("%s (%s, %s): %d points, %d instances", out.name, kind, target,
+              out.num_points, out.num_instances)
+    return out
 
 
 def list_scannet_scenes(folder: str | Path) -> list[str]:

@@ -1,4 +1,8 @@
-"""HAIS hyper-parameters: paper / official-code defaults and a CPU-sized ``tiny`` preset.
+"""HAIS hyper-parameters: paper / official-code defaults; presets are files.
+
+The dataclass defaults are the paper + official code values. Named presets (the CPU-sized
+``hais-tiny``, ``hais-paper``) are the files ``configs/pointcloud/hais-*.yaml``, read by
+:func:`instgs.pointcloud.presets.hais_preset`; nothing here repeats their values.
 
 Every value cites its source (pointcloud-methods.md §P0 = notes on Chen et al., "Hierarchical
 Aggregation for 3D Instance Segmentation", ICCV 2021, and the official ``hustvl/HAIS`` code,
@@ -176,29 +180,3 @@ class HAISConfig:
             elif n > 0 and r > 0:
                 npm[c], rad[c] = n / s, r  # stored at full density
         return replace(self, class_numpoint_mean=tuple(npm), class_radius_mean=tuple(rad))
-
-    # --- presets -------------------------------------------------------------------------------
-    @classmethod
-    def paper(cls) -> HAISConfig:
-        """Paper + official code (m=32, 7 levels, 2 blocks, 0.02 m voxels)."""
-        return cls()
-
-    @classmethod
-    def tiny(cls) -> HAISConfig:
-        """HAIS-tiny for a 2-core CPU (pointcloud-methods.md §C.5): m=16, 5 levels,
-        block_reps 1, 0.05 m voxels, proposal UNet [m, 2m] with 1 block, 50 proposals.
-
-        Point-count thresholds are unchanged: clustering runs on all points.
-        """
-        return cls(voxel_size=0.05, width=16, levels=5, block_reps=1, intra_block_reps=1,
-                   intra_voxel_size=0.05, max_proposals=50)
-
-    @classmethod
-    def preset(cls, name: str) -> HAISConfig:
-        """``"paper"`` or ``"tiny"``; raises InputError listing the choices otherwise."""
-        presets = {"paper": cls.paper, "tiny": cls.tiny}
-        if name not in presets:
-            raise InputError(f"unknown HAIS preset {name!r}", None,
-                             f"choose one of {sorted(presets)}")
-        return presets[name]()
-

@@ -7,12 +7,23 @@ Chen et al., "Hierarchical Aggregation for 3D Instance Segmentation", ICCV 2021,
 
 Packed batches: the points of B scenes are concatenated; ``offsets [B+1]`` int64 is the CSR
 row pointer (leading 0) and instance ids are made globally unique.
+
+BatchNorm and tiny inputs. Training-mode BatchNorm needs at least two values per channel.
+The intra-instance UNet normalises over the voxels of all proposals of a step, at every
+level, so a step whose only proposal fits inside one cell of the UNet's coarsest level
+(e.g. 14 points within 4 cm, re-voxelised at 5 cm) raised ``Expected more than 1 value per
+channel when training``. The official HAIS code has no guard (its batches of 4 full scenes
+always give many proposals). Such a proposal carries no mask information (all its points
+share one coarse cell), so :meth:`HAIS.make_proposals` drops these *degenerate* proposals
+in training (:meth:`IntraInstanceNet.degenerate`); every remaining proposal then has >= 2
+sites at every level. A training batch whose points fit in one cell of the backbone's
+coarsest level is bad input (:class:`InputError`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,7 +36,7 @@ from instgs.pointcloud.hais import losses as L
 from instgs.pointcloud.hais.config import HAISConfig
 from instgs.pointcloud.heads import MLPHead
 
-__all__ = ["HAIS", "HAISBatch", "collate_scenes", "Proposals"]
+__all__ = ["HAIS", "HAISBatch", "collate_scenes", "Proposals", "coarse_sites"]
 
 
 @dataclass
@@ -106,15 +117,38 @@ def collate_scenes(scenes: Sequence, cfg: HAISConfig) -> HAISBatch:
                      names=[s.name for s in scenes])
 
 
+def coarse_sites(indices: torch.Tensor, levels: int) -> torch.Tensor:
+    """Active sites per batch item at the coarsest level of a ``levels``-level sparse UNet.
+
+    spconv's ``SparseConv3d(k=2, s=2)`` maps voxel ``x`` to ``x // 2``, so level ``l`` has
+    the sites ``unique(batch, x >> l)``; the count never grows with ``l``.
+
+    Args:
+        indices: [V, 4] int ``(batch, x, y, z)`` (``VoxelGrid.spconv_indices()``).
+        levels: UNet levels (1 = no down-sampling).
+
+    Returns:
+        [B] int64 site count per batch item (B = ``indices[:, 0].max() + 1``).
+    """
+    if indices.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    idx = indices.long()
+    coarse = torch.cat([idx[:, :1], idx[:, 1:] >> (levels - 1)], 1)
+    uniq = torch.unique(coarse, dim=0)
+    return torch.bincount(uniq[:, 0], minlength=int(idx[:, 0].max()) + 1)
+
+
 @dataclass
 class Proposals:
     """Packed proposals: ``point_idx [P]`` int64 points, ``proposal_id [P]`` int64 owner in
-    0..K-1, ``labels [K]`` int64 semantic class, ``num`` = K."""
+    0..K-1, ``labels [K]`` int64 semantic class, ``num`` = K; ``dropped``: degenerate
+    proposals removed in training (see :meth:`IntraInstanceNet.degenerate`)."""
 
     point_idx: torch.Tensor
     proposal_id: torch.Tensor
     labels: torch.Tensor
     num: int
+    dropped: int = 0
 
     @classmethod
     def from_lists(cls, clusters: Sequence[np.ndarray], labels: Sequence[int]) -> Proposals:
@@ -152,14 +186,13 @@ class IntraInstanceNet(nn.Module):
         self.mask_head = nn.Sequential(nn.Linear(m, m), nn.ReLU(inplace=True), nn.Linear(m, 1))
         self.score_head = nn.Linear(m, 1)
 
-    def forward(self, point_feats: torch.Tensor, coord: torch.Tensor, props: Proposals,
-                mask_filter: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Args: point_feats [N, m]; coord [N, 3]; props (K proposals, P pairs).
+    def voxelize_proposals(self, coord: torch.Tensor, props: Proposals):
+        """Each proposal on its own grid (batch id = proposal id), as :meth:`forward` uses it.
 
         Returns:
-            (mask_logits [P], score_logits [K]).
+            :class:`instgs.pointcloud.voxelize.VoxelGrid` over the P (proposal, point) pairs.
         """
-        from instgs.pointcloud.voxelize import pool_to_voxels, scatter_to_points, voxelize
+        from instgs.pointcloud.voxelize import voxelize
 
         cfg = self.cfg
         K = props.num
@@ -172,7 +205,31 @@ class IntraInstanceNet(nn.Module):
         extent = (hi - lo).max(1).values
         vsize = torch.clamp(extent / (cfg.intra_fullscale - 0.01), min=cfg.intra_voxel_size)
         local = (xyz - lo[pid]) / vsize[pid, None]  # voxel units, >= 0, < fullscale
-        grid = voxelize(local, 1.0, batch=pid)
+        return voxelize(local, 1.0, batch=pid)
+
+    def degenerate(self, coord: torch.Tensor, props: Proposals) -> torch.Tensor:
+        """[K] bool: proposals that occupy a single site at the coarsest level of the
+        proposal UNet (so at least one BatchNorm of a batch made of them alone would see one
+        value per channel, and all their points share one coarse feature)."""
+        if props.num == 0:
+            return torch.zeros(0, dtype=torch.bool)
+        grid = self.voxelize_proposals(coord, props)
+        sites = coarse_sites(grid.spconv_indices(), len(self.unet.widths))
+        return sites < 2
+
+    def forward(self, point_feats: torch.Tensor, coord: torch.Tensor, props: Proposals,
+                mask_filter: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args: point_feats [N, m]; coord [N, 3]; props (K proposals, P pairs).
+
+        Returns:
+            (mask_logits [P], score_logits [K]).
+        """
+        from instgs.pointcloud.voxelize import pool_to_voxels, scatter_to_points
+
+        cfg = self.cfg
+        K = props.num
+        pid = props.proposal_id
+        grid = self.voxelize_proposals(coord, props)
         vf = pool_to_voxels(point_feats[props.point_idx], grid, "mean")
         x = make_sparse_tensor(vf, grid.spconv_indices(), grid.spatial_shape, K,
                                divisor=self.unet.divisor)
@@ -192,7 +249,7 @@ class HAIS(nn.Module):
     """HAIS network.
 
     Args:
-        cfg: :class:`HAISConfig` (use ``HAISConfig.tiny()`` on a CPU).
+        cfg: :class:`HAISConfig` (use ``instgs.pointcloud.presets.hais_preset("tiny")`` on a CPU).
 
     Methods:
         ``forward(batch)`` -> dict with ``semantic_logits [N, C]``, ``offsets [N, 3]``
@@ -233,7 +290,9 @@ class HAIS(nn.Module):
                        max_proposals: int | None = None) -> Proposals:
         """Training proposals: point aggregation per scene on ``coord + offsets`` (same label,
         r_point), clusters smaller than ``keep_fragment_ratio * class_numpoint_mean`` dropped,
-        the ``max_proposals`` largest kept. Set aggregation is not used in training (paper)."""
+        degenerate ones (one site at the proposal UNet's coarsest level,
+        :meth:`IntraInstanceNet.degenerate`) dropped, the ``max_proposals`` largest kept.
+        Set aggregation is not used in training (paper)."""
         from instgs.pointcloud.ops import point_aggregation
 
         cfg = self.cfg
@@ -250,12 +309,35 @@ class HAIS(nn.Module):
                 if npm[lab] > 0 and len(c) >= cfg.keep_fragment_ratio * npm[lab]:
                     clusters.append(c + o[b])
                     labels.append(lab)
+        dropped = 0
+        if clusters:
+            bad = self.intra.degenerate(batch.coord, Proposals.from_lists(clusters, labels))
+            dropped = int(bad.sum())
+            if dropped:
+                keep = np.flatnonzero(~bad.numpy())
+                clusters = [clusters[i] for i in keep]
+                labels = [labels[i] for i in keep]
         cap = cfg.max_proposals if max_proposals is None else max_proposals
         if len(clusters) > cap:
             order = np.argsort([-len(c) for c in clusters], kind="stable")[:cap]
             clusters = [clusters[i] for i in order]
             labels = [labels[i] for i in order]
-        return Proposals.from_lists(clusters, labels)
+        props = Proposals.from_lists(clusters, labels)
+        props.dropped = dropped
+        return props
+
+    def check_trainable(self, batch: HAISBatch) -> None:
+        """Raise InputError when the batch fits in one cell of the backbone's coarsest level
+        (training-mode BatchNorm there would see a single value per channel)."""
+        L = len(self.backbone.unet.widths)
+        sites = int(coarse_sites(batch.grid.spconv_indices(), L).sum())
+        if sites < 2:
+            cell = self.cfg.voxel_size * 2 ** (L - 1)
+            raise InputError(
+                f"training batch {batch.names} is too small for the backbone: its "
+                f"{batch.grid.num_voxels} voxels fall in one {cell:g} m cell of the coarsest "
+                f"of {L} levels", None, "train on larger scenes or crops (--max-points), or "
+                "use fewer --hais.levels or a smaller --hais.voxel-size")
 
     # -- training loss ------------------------------------------------------------------------
     def loss(self, batch: HAISBatch, progress: float) -> tuple[torch.Tensor, dict[str, float]]:
@@ -271,6 +353,8 @@ class HAIS(nn.Module):
         """
         cfg = self.cfg
         w_seg, w_off, w_mask, w_score = cfg.loss_weights
+        if self.training:
+            self.check_trainable(batch)
         out = self(batch)
         l_seg = L.semantic_loss(out["semantic_logits"], batch.semantic, cfg.ignore_index)
         l_off, off_logs = L.offset_loss(out["offsets"], batch.coord, batch.instance,
@@ -283,6 +367,8 @@ class HAIS(nn.Module):
             sem_pred = out["semantic_logits"].detach().argmax(1)
             props = self.make_proposals(batch, sem_pred, out["offsets"])
             logs["proposals"] = float(props.num)
+            if props.dropped:
+                logs["degenerate"] = float(props.dropped)
             if props.num > 0:
                 pf = out["point_feats"] if cfg.intra_backprop else out["point_feats"].detach()
                 mask_logits, score_logits = self.intra(pf, batch.coord, props,
