@@ -12,11 +12,15 @@ Stages (InstanceGaussian §3.3; released ``train_scannet.py::post_training_proce
    sub-objects touch at 0.1 m voxels (sub-objects < 10 anchors get no edges);
    connected components (``method="graph"``), or HDBSCAN on the anchors (``"hdbscan"``).
 5. ``cleanup``: instances < 5 anchors and invalid anchors take the label of the nearest
-   valid anchor (stands in for the released MLP smoothing); ids compacted, biggest first.
+   valid anchor (stands in for the released MLP smoothing).
+6. ``fragments`` (instgs): instances under ``fragment_size`` anchors join the neighbouring
+   instance they touch most with a similar feature (:mod:`instgs.segment.fragments`); ids
+   compacted, biggest first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,12 +32,13 @@ import torch
 
 from instgs.core.checks import InputError, check_finite
 
+from .fragments import FragmentReport
 from .hdbscan import hdbscan_baseline
 from .merge import merge_clusters, reassign_small_clusters, relabel_by_size, voxel_adjacency
 from .seeds import assign_to_seeds, fps, seed_points
 
 __all__ = ["SegmentConfig", "SegmentResult", "segment_anchors", "cluster_means",
-           "check_instance_features"]
+           "check_instance_features", "finish_labels"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,12 @@ class SegmentConfig:
     """HDBSCAN baseline: core-distance neighbourhood."""
     hdbscan_pos_weight: float = 0.5
     """HDBSCAN baseline: metres -> feature units for the position columns."""
+    fragment_size: int = 20
+    """Instances with fewer anchors join the neighbouring instance they touch most whose
+    feature is within ``fragment_feat_dist`` (:mod:`instgs.segment.fragments`; instgs); 0 =
+    off (released: only instances under ``min_cluster_size_valid`` are dissolved)."""
+    fragment_feat_dist: float = 0.35
+    """Largest released-space feature distance for a fragment to join a neighbour."""
 
     # -- the stage around segment_anchors (instgs.segment.run; used only there)
     valid: Literal["auto", "observed", "all"] = "auto"
@@ -127,7 +138,8 @@ class SegmentResult:
         subobject_labels: [N] int64 over-segmentation id per anchor (-1 = invalid anchor);
             all -1 for the HDBSCAN method.
         num_subobjects: number of sub-objects (seeds) used.
-        timings: seconds per stage (seed, assign, refine, merge, cleanup, total).
+        timings: seconds per stage (seed, assign, refine, merge, cleanup, fragments, total).
+        fragments: what the fragment step did (None when off).
     """
 
     anchor_labels: np.ndarray
@@ -136,6 +148,7 @@ class SegmentResult:
     subobject_labels: np.ndarray
     num_subobjects: int
     timings: dict[str, float] = field(default_factory=dict)
+    fragments: FragmentReport | None = None
 
 
 def check_instance_features(ins_feat, n: int | None = None, path=None) -> np.ndarray:
@@ -191,8 +204,9 @@ def _tick(timings: dict, key: str, t0: float) -> float:
     return t
 
 
-def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig = SegmentConfig(),
-                    valid_mask=None, refine_fn: RefineFn | None = None) -> SegmentResult:
+def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig | None = None,
+                    valid_mask=None, refine_fn: RefineFn | None = None,
+                    graph=None) -> SegmentResult:
     """Bottom-up class-agnostic instances from per-anchor positions and instance features.
 
     Args:
@@ -205,6 +219,9 @@ def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig = SegmentConfig(),
             ins_feat [N, F] float32) -> [S, F]`` returning one feature per sub-object (the
             render-supervised codebook of the released code); default: mean normalised
             feature per sub-object.
+        graph: [N, N] sparse neighbour graph for the fragment step (default
+            :func:`~instgs.segment.propagate.knn_graph` of ``anchor_xyz`` with no length
+            cap, built only when ``cfg.fragment_size > 0``).
 
     Returns:
         :class:`SegmentResult`.
@@ -216,6 +233,7 @@ def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig = SegmentConfig(),
     References:
         Li et al., InstanceGaussian, CVPR 2025, §3.3 and Alg. 1; supplementary Tab. 13.
     """
+    cfg = cfg or SegmentConfig()
     t_start = t = time.perf_counter()
     timings: dict[str, float] = {}
     xyz = anchor_xyz.detach().cpu().numpy() if isinstance(anchor_xyz, torch.Tensor) \
@@ -270,9 +288,42 @@ def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig = SegmentConfig(),
     labels = np.full(n, -1, np.int64)
     labels[vidx] = lab_v
     labels = reassign_small_clusters(xyz, labels, cfg.min_cluster_size_valid)
-    labels, k = relabel_by_size(labels)
-    cfeats = cluster_means(labels, feats, k)
     t = _tick(timings, "cleanup", t)
-    timings["total"] = t - t_start
-    return SegmentResult(anchor_labels=labels, num_instances=k, cluster_feats=cfeats,
-                         subobject_labels=sub, num_subobjects=num_sub, timings=timings)
+    res = finish_labels(xyz, labels, feats, cfg, graph, timings)
+    timings["total"] = time.perf_counter() - t_start
+    return dataclasses.replace(res, subobject_labels=sub, num_subobjects=num_sub)
+
+
+def finish_labels(xyz: np.ndarray, labels: np.ndarray, feats: np.ndarray, cfg: SegmentConfig,
+                  graph=None, timings: dict[str, float] | None = None) -> SegmentResult:
+    """Absorb fragments (``cfg.fragment_size``), compact ids biggest first, instance features.
+
+    Args:
+        xyz: [N, 3] anchors. labels: [N] int >= 0 (every anchor assigned). feats: [N, F].
+        cfg: settings. graph: neighbour graph (default: the kNN graph of ``xyz``).
+        timings: dict to add the ``fragments`` seconds to.
+
+    Returns:
+        :class:`SegmentResult` (no sub-object labels); ``fragments`` holds the
+        :class:`~instgs.segment.fragments.FragmentReport`.
+    """
+    from .fragments import absorb_fragments
+
+    timings = {} if timings is None else timings
+    report = None
+    if cfg.fragment_size > 0 and len(labels):
+        t = time.perf_counter()
+        if graph is None:
+            from .propagate import knn_graph
+
+            graph = knn_graph(xyz, max_edge=float("inf"))
+        labels, report = absorb_fragments(labels, feats, graph, cfg.fragment_size,
+                                          cfg.fragment_feat_dist)
+        timings["fragments"] = time.perf_counter() - t
+        log.info("segment: %d fragments merged, %d left (%d anchors), %.2f s", report.merged,
+                 report.left, report.left_anchors, timings["fragments"])
+    labels, k = relabel_by_size(labels)
+    return SegmentResult(anchor_labels=labels, num_instances=k,
+                         cluster_feats=cluster_means(labels, feats, k),
+                         subobject_labels=np.full(len(labels), -1, np.int64), num_subobjects=0,
+                         timings=timings, fragments=report)

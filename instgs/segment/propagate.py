@@ -22,7 +22,8 @@ from scipy.spatial import cKDTree
 
 from instgs.core.checks import InputError
 
-__all__ = ["pca_normals", "surface_graph", "propagate_labels", "propagate_labels_ref"]
+__all__ = ["knn_graph", "pca_normals", "surface_graph", "propagate_labels",
+           "propagate_labels_ref"]
 
 
 def _points(xyz, name: str = "anchor positions") -> np.ndarray:
@@ -89,20 +90,51 @@ def surface_graph(xyz, normals=None, k: int = 12, max_edge: float | None = None,
     nrm = pca_normals(p) if normals is None else np.asarray(normals, np.float64)
     if nrm.shape != p.shape:
         raise InputError(f"normals must be [N={n}, 3], got {nrm.shape}")
+    rows, cols, dist, max_edge = _knn_edges(p, k, max_edge, spacing_factor)
+    e = (p[cols] - p[rows]) / np.maximum(dist, 1e-12)[:, None]
+    ok = ((np.abs((nrm[rows] * nrm[cols]).sum(1)) > min_normal_dot) & (dist < max_edge)
+          & (np.abs((nrm[rows] * e).sum(1)) < max_tangent_dot)
+          & (np.abs((nrm[cols] * e).sum(1)) < max_tangent_dot))
+    return _symmetric(rows[ok], cols[ok], dist[ok], n)
+
+
+def _knn_edges(p: np.ndarray, k: int, max_edge: float | None, spacing_factor: float):
+    """(rows, cols, lengths, max_edge) of the k nearest neighbours of every point."""
+    n = len(p)
     kk = min(k, n - 1)
     d, j = cKDTree(p).query(p, k=kk + 1)
     d, j = d[:, 1:].reshape(n, kk), j[:, 1:].reshape(n, kk)
     if max_edge is None:
         max_edge = spacing_factor * float(np.median(d[:, 0]))
-    rows = np.repeat(np.arange(n), kk)
-    cols, dist = j.ravel(), d.ravel()
-    e = (p[cols] - p[rows]) / np.maximum(dist, 1e-12)[:, None]
-    ok = ((np.abs((nrm[rows] * nrm[cols]).sum(1)) > min_normal_dot) & (dist < max_edge)
-          & (np.abs((nrm[rows] * e).sum(1)) < max_tangent_dot)
-          & (np.abs((nrm[cols] * e).sum(1)) < max_tangent_dot))
+    return np.repeat(np.arange(n), kk), j.ravel(), d.ravel(), max_edge
+
+
+def _symmetric(rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, n: int) -> csr_matrix:
     # + tiny epsilon: coincident points still get an edge (a stored 0 means "no edge")
-    g = csr_matrix((dist[ok] + 1e-9, (rows[ok], cols[ok])), shape=(n, n))
+    g = csr_matrix((dist + 1e-9, (rows, cols)), shape=(n, n))
     return g.maximum(g.T).tocsr()
+
+
+def knn_graph(xyz, k: int = 8, max_edge: float | None = None,
+              spacing_factor: float = 4.0) -> csr_matrix:
+    """Symmetric kNN graph: ``i`` joins its ``k`` nearest neighbours closer than ``max_edge``
+    (default ``spacing_factor`` x the median nearest-neighbour distance); weights are the
+    distances. :func:`surface_graph` without the normal tests (used where a feature test
+    already guards object borders, :mod:`instgs.segment.fragments`).
+
+    Returns:
+        [N, N] scipy CSR matrix (0 = no edge).
+
+    Raises:
+        InputError: shapes.
+    """
+    p = _points(xyz)
+    n = len(p)
+    if n < 2:
+        return csr_matrix((n, n))
+    rows, cols, dist, max_edge = _knn_edges(p, k, max_edge, spacing_factor)
+    ok = dist < max_edge
+    return _symmetric(rows[ok], cols[ok], dist[ok], n)
 
 
 def propagate_labels(labels, seeds, graph: csr_matrix) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,8 @@ from instgs.core.checks import InputError
 from instgs.run import (Checkpoint, FolderLock, RunPaths, expand_to_gaussians, load_run,
                         load_run_checkpoint, read_run_config, save_instances, source_of)
 
-from .pipeline import SegmentConfig, SegmentResult, check_instance_features, segment_anchors
+from .pipeline import (SegmentConfig, SegmentResult, check_instance_features, finish_labels,
+                       segment_anchors)
 
 __all__ = ["run", "segment_run", "checkpoint_anchors"]
 
@@ -147,11 +148,18 @@ def segment_run(run_dir: str | Path, cfg: SegmentConfig | None = None,
             from .render_support import codebook_refine_fn
 
             refine_fn = codebook_refine_fn(loaded, cfg.refine_iters)
-    res = segment_anchors(ck["anchors"], feats, cfg, valid_mask=valid, refine_fn=refine_fn)
+    relabel = mode == "observed" and (cfg.unobserved == "masks" or cfg.surface_propagation)
+    # the fragment step runs once, after every anchor has its final label
+    res = segment_anchors(ck["anchors"], feats, dataclasses.replace(
+        cfg, fragment_size=0) if relabel else cfg, valid_mask=valid, refine_fn=refine_fn)
     res.timings.update(timings)
     n_voted = n_prop = 0
-    if mode == "observed" and (cfg.unobserved == "masks" or cfg.surface_propagation):
+    if relabel:
         res, n_voted, n_prop = _label_unobserved(res, ck["anchors"], valid, hits, cfg)
+        fin = finish_labels(ck["anchors"], res.anchor_labels, feats, cfg, None, res.timings)
+        res = dataclasses.replace(res, anchor_labels=fin.anchor_labels,
+                                  num_instances=fin.num_instances,
+                                  cluster_feats=fin.cluster_feats, fragments=fin.fragments)
     tcfg = loaded.cfg if loaded is not None else (
         read_run_config(run_dir) if RunPaths(run_dir).config.is_file() else None)
     meta = {"config": config_to_dict(cfg), "timings": res.timings, "valid": mode,
@@ -161,6 +169,7 @@ def segment_run(run_dir: str | Path, cfg: SegmentConfig | None = None,
             "surface_propagation": cfg.surface_propagation and mode == "observed",
             "num_anchors": int(len(res.anchor_labels)), "n_offsets": ck["n_offsets"],
             "num_subobjects": res.num_subobjects, "num_instances": res.num_instances,
+            "fragments": None if res.fragments is None else dataclasses.asdict(res.fragments),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "source": source_of(ckpt, tcfg)}
     return res, meta
