@@ -242,31 +242,21 @@ class ScaffoldModel(nn.Module):
         Returns:
             :class:`NeuralGaussians`.
         """
-        cfg = self.cfg
-        k = cfg.n_offsets
+        k = self.cfg.n_offsets
         if visible is None:
             visible = self.visible_anchors(viewmat, K, width, height)
         vis_idx = torch.nonzero(visible).squeeze(1)  # [V]
         anchor = self.anchors.index_select(0, vis_idx)
-        feat = self.anchor_feat.index_select(0, vis_idx)
         cam_center = -viewmat[:3, :3].T @ viewmat[:3, 3]
-        ob_view = anchor - cam_center
-        ob_dist = ob_view.norm(dim=1, keepdim=True).clamp(min=1e-8)
-        ob_view = ob_view / ob_dist
-        local = [feat, ob_view] + ([ob_dist] if cfg.add_dist_to_mlps else [])
-        local_view = torch.cat(local, dim=1)
+        local_view = self._mlp_input(vis_idx, cam_center)
         opacity = self.mlp_opacity(local_view)  # [V, k]
         # keep children with a positive decoded opacity; gather once by flat index
         sel = torch.nonzero(opacity.detach().reshape(-1) > 0.0).squeeze(1)  # [M]
         mask = torch.zeros(opacity.numel(), dtype=torch.bool, device=opacity.device)
         mask[sel] = True
         local_sel = torch.div(sel, k, rounding_mode="floor")  # [M] row in the visible set
-        if self.appearance is not None:
-            app = self.appearance.weight[0 if image_id is None else int(image_id)]
-            color_in = torch.cat([local_view, app.expand(local_view.shape[0], -1)], dim=1)
-        else:
-            color_in = local_view
-        color = self.mlp_color(color_in).reshape(-1, 3).index_select(0, sel)  # [M, 3]
+        color = self.mlp_color(self._color_input(local_view, image_id)).reshape(-1, 3)
+        color = color.index_select(0, sel)  # [M, 3]
         scale_rot = self.mlp_cov(local_view).reshape(-1, 7).index_select(0, sel)  # [M, 7]
         scaling = torch.exp(self.log_scaling.index_select(0, vis_idx)).index_select(
             0, local_sel)  # [M, 6]
@@ -282,6 +272,49 @@ class ScaffoldModel(nn.Module):
         if self.ins_feat is not None:
             ins = F.normalize(self.ins_feat.index_select(0, anchor_ids), dim=-1)
         return NeuralGaussians(g, anchor_ids, child_ids, ins, visible, opacity, mask)
+
+    def _mlp_input(self, idx: Tensor, cam_center: Tensor) -> Tensor:
+        """[A, feat_dim + 3 (+1)]: anchor feature, unit view direction (anchor - camera
+        centre)[, its length] of anchors ``idx``."""
+        ob_view = self.anchors.index_select(0, idx) - cam_center
+        ob_dist = ob_view.norm(dim=1, keepdim=True).clamp(min=1e-8)
+        local = [self.anchor_feat.index_select(0, idx), ob_view / ob_dist]
+        if self.cfg.add_dist_to_mlps:
+            local.append(ob_dist)
+        return torch.cat(local, dim=1)
+
+    def _color_input(self, local_view: Tensor, image_id: int | None) -> Tensor:
+        if self.appearance is None:
+            return local_view
+        app = self.appearance.weight[0 if image_id is None else int(image_id)]
+        return torch.cat([local_view, app.expand(local_view.shape[0], -1)], dim=1)
+
+    def child_attributes(self, idx: Tensor, cam_center: Tensor, image_id: int | None = None
+                         ) -> dict[str, Tensor]:
+        """Every child of anchors ``idx`` as decoded for a camera at ``cam_center``, before
+        the opacity > 0 selection of :meth:`decode` (used to bake static Gaussians).
+
+        Args:
+            idx: [A] int64 anchor indices. cam_center: [3] camera centre, scene units.
+            image_id: appearance-embedding row (None = row 0, as :meth:`decode`).
+
+        Returns:
+            dict of ``means`` [A, k, 3] (view independent), ``opacity`` [A, k] (tanh head, a
+            child is drawn when > 0), ``scales`` [A, k, 3] (metres), ``quats`` [A, k, 4]
+            (unit, wxyz), ``colors`` [A, k, 3] in [0, 1].
+        """
+        k = self.cfg.n_offsets
+        a = idx.shape[0]
+        local_view = self._mlp_input(idx, cam_center)
+        scaling = torch.exp(self.log_scaling.index_select(0, idx))  # [A, 6]
+        cov = self.mlp_cov(local_view).reshape(a, k, 7)
+        means = self.anchors.index_select(0, idx)[:, None] + \
+            self.offsets.index_select(0, idx) * scaling[:, None, :3]
+        return {"means": means, "opacity": self.mlp_opacity(local_view),
+                "scales": scaling[:, None, 3:] * torch.sigmoid(cov[..., :3]),
+                "quats": F.normalize(cov[..., 3:7], dim=-1),
+                "colors": self.mlp_color(self._color_input(local_view, image_id)).reshape(
+                    a, k, 3)}
 
     # ------------------------------------------------------------------ io
     def state_for_checkpoint(self) -> dict:
