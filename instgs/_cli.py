@@ -37,7 +37,9 @@ class UsageError(Exception):
 def _one_line(text: str) -> str:
     parts = [(_BOX.sub(" ", line)).strip() for line in text.splitlines()]
     parts = [re.sub(r"\s+", " ", p) for p in parts if p.strip()]
-    if len(parts) > 1 and parts[0] and not parts[0].endswith((".", ":")):
+    if len(parts) > 1 and parts[1].lower().startswith(parts[0].lower()):
+        parts = parts[1:]  # the box title repeats the message's start
+    elif len(parts) > 1 and not parts[0].endswith((".", ":")):
         parts[0] += ":"
     return " ".join(parts)
 

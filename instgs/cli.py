@@ -7,6 +7,9 @@
     instgs language RUN              CLIP feature per instance
     instgs query RUN "text"          rank instances by a text query
     instgs eval scannet ...          ScanNet instance / text-query evaluation
+    instgs export RUN ...            standard 3DGS files of a run (whole, subsets, per instance)
+    instgs render RUN|PLY --out DIR  pictures of a run or a 3DGS file
+    instgs view RUN                  the browser viewer
 
 Each subcommand is a dataclass parsed by tyro whose ``run()`` calls the stage's function
 (``instgs.segment.run(run_dir, cfg)`` and so on) and prints. Subcommands are imported lazily
@@ -35,6 +38,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "Attach a CLIP feature to every instance (2D-3D mask association)"),
     "query": ("instgs.language.cli", "QueryCommand", "Find instances by free text"),
     "eval": ("instgs.eval.cli", "EvalCommand", "Evaluate a run (ScanNet protocols)"),
+    "export": ("instgs.export.cli", "ExportCommand",
+               "Bake a run into 3DGS files (PLY, compressed PLY, .splat, SPZ); subsets"),
+    "render": ("instgs.export.cli", "RenderCommand",
+               "PNG pictures (and MP4) of a run or a 3DGS PLY: rgb, instances, relevancy, "
+               "depth"),
+    "view": ("instgs.viewer.cli", "ViewCommand",
+             "Open a run in the browser: instances, text queries, click, export (viser)"),
     "make-scene": ("instgs.data.synthetic", "SyntheticSceneConfig",
                    "Write the procedural synthetic scene (images, masks, GT) to a folder"),
 }
@@ -60,10 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         Process exit code: 0 on success, 1 on bad input (one ``error:`` line on stderr),
         2 when no command is given.
     """
-    from instgs._cli import run_main, split_verbosity
-
     argv = list(sys.argv[1:] if argv is None else argv)
-    rest, _ = split_verbosity(argv)
+    rest = [a for a in argv if a not in ("-q", "--quiet", "-v", "--verbose")]
     if not rest or rest[0] in ("-h", "--help"):
         print(_usage())
         return 0 if rest else 2
@@ -72,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"instgs: error: unknown command {name!r}. Known: {', '.join(COMMANDS)}",
               file=sys.stderr)
         return 1
+    from instgs._cli import run_main
+
     module, attr, doc = COMMANDS[name]
     prog = f"instgs {name}"
 

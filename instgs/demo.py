@@ -72,4 +72,6 @@ class DemoCommand:
                      text_features=Path(scene) / "text_features.json").run()
         log.info("demo finished in %.1f min; results in %s", (time.time() - t0) / 60,
                  self.run_dir)
+        log.info("look at it in your browser (instances coloured, query, click, export):\n"
+                 "  instgs view %s", self.run_dir)
         return out
