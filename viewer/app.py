@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 DIM_RGB = 0.12
 DIM_OPACITY = 0.08
+SELECT_RGB = np.array([1.0, 0.85, 0.1], np.float32)  # selected objects are tinted amber
+SELECT_TINT = 0.45
 
 
 def _wxyz_from_matrix(r: np.ndarray) -> np.ndarray:
@@ -135,6 +137,7 @@ class ViewerApp:
         """Select the instance under a click ray (shift: add to the selection); returns its
         id, or -2 when the ray hits nothing (the selection is then cleared unless ``add``)."""
         with self._lock:
+            before = set(self.selected)
             i = self.scene.pick(origin, direction, self.visible_ids())
             if i == -2:
                 if not add:
@@ -143,14 +146,15 @@ class ViewerApp:
                 self.selected ^= {i}
             else:
                 self.selected = {i}
-            self._show_selection()
+            self._show_selection(before)
             return i
 
     def select(self, ids: set[int], move_camera: bool = False) -> None:
         """Select instances (and fly the clients' cameras to the first)."""
         with self._lock:
+            before = set(self.selected)
             self.selected = set(ids) & set(self.scene.instances)
-            self._show_selection()
+            self._show_selection(before)
             if move_camera and self.selected:
                 self._look_at(min(self.selected, key=lambda i: -len(
                     self.scene.instances[i].rows)))
@@ -201,10 +205,11 @@ class ViewerApp:
     def hide(self) -> None:
         """Hide the selection."""
         with self._lock:
+            before = set(self.selected)
             self.hidden |= self.selected
             self.selected = set()
             self._apply_visibility()
-            self._show_selection()
+            self._show_selection(before)
 
     def show_all(self) -> None:
         """Show every instance."""
@@ -215,8 +220,9 @@ class ViewerApp:
     def invert(self) -> None:
         """Select every visible instance that is not selected."""
         with self._lock:
+            before = set(self.selected)
             self.selected = self.visible_ids() - self.selected
-            self._show_selection()
+            self._show_selection(before)
 
     def export_selection(self) -> Path | None:
         """Write the selection as a 3DGS PLY into the run's exports (the export code)."""
@@ -234,24 +240,33 @@ class ViewerApp:
             return path
 
     # ------------------------------------------------------------------ drawing
-    def _recolor(self) -> None:
+    def _recolor(self, ids: set[int] | None = None) -> None:
+        """Send the colours of instances ``ids`` (default all): the colour mode, dimmed
+        outside the query's matches, tinted when selected; one atomic batch, so the browser
+        re-sorts and redraws once."""
         s = self.scene
         colors = s.colors(self.mode, self.scores)
-        for i, h in self.handles.items():
-            rows = s.instances[i].rows
-            rgb, op = colors[rows], s.opacities[rows, None]
-            if self.matches is not None and i not in self.matches:
-                rgb, op = rgb * DIM_RGB, op * DIM_OPACITY
-            h.rgbs = rgb.astype(np.float32)
-            h.opacities = op.astype(np.float32)
+        with self.server.atomic():
+            for i in self.handles if ids is None else ids & set(self.handles):
+                rows = s.instances[i].rows
+                rgb, op = colors[rows], s.opacities[rows, None]
+                if self.matches is not None and i not in self.matches:
+                    rgb, op = rgb * DIM_RGB, op * DIM_OPACITY
+                if i in self.selected:
+                    rgb = (1 - SELECT_TINT) * rgb + SELECT_TINT * SELECT_RGB
+                self.handles[i].rgbs = rgb.astype(np.float32)
+                self.handles[i].opacities = op.astype(np.float32)
         self.gui.legend(self.mode == "relevancy" and bool(self.scores))
 
     def _apply_visibility(self) -> None:
-        for i, h in self.handles.items():
-            h.visible = i not in self.hidden and not self.gui.exact_on()
+        with self.server.atomic():
+            for i, h in self.handles.items():
+                h.visible = i not in self.hidden and not self.gui.exact_on()
 
-    def _show_selection(self) -> None:
+    def _show_selection(self, previous: set[int] | None = None) -> None:
         self.gui.show_selection(sorted(self.selected))
+        if previous is not None:
+            self._recolor(previous ^ self.selected)
 
     def stop(self) -> None:
         """Shut the server down."""

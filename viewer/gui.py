@@ -42,6 +42,7 @@ class Gui:
                                         initial_value="(pick)", visible=bool(names))
             self.names.on_update(lambda _: self._pick_name())
             self._hits_md = g.add_markdown("")
+            self._hits_folder = g.add_folder("Hits")
             self._hit_buttons: list = []
             self._legend = g.add_image(_colorbar(), label="relevancy (low -> high)",
                                        visible=False)
@@ -89,12 +90,12 @@ class Gui:
             return
         self._hits_md.content = f"showing: {', '.join(sorted({t for _, _, t in hits}))}"
         g = self.app.server.gui
-        for i, score, text in hits[:8]:
-            info = self.app.scene.instances[i]
-            label = f"#{i} {info.label or text} ({score:.3f})"
-            b = g.add_button(label)
-            b.on_click(lambda _, i=i: self.app.select({i}, move_camera=True))
-            self._hit_buttons.append(b)
+        with self._hits_folder:
+            for i, score, text in hits[:8]:
+                info = self.app.scene.instances[i]
+                b = g.add_button(f"#{i} {info.label or text} ({score:.3f})")
+                b.on_click(lambda _, i=i: self.app.select({i}, move_camera=True))
+                self._hit_buttons.append(b)
 
     def legend(self, show: bool) -> None:
         """Show the relevancy colour bar."""

@@ -113,7 +113,9 @@ def format_table(res: dict) -> str:
              f"{'class-agnostic (published)':<34}{'mIoU':>8}{'m50':>8}{'m25':>8}",
              f"{'':<34}{i['miou']:8.2f}{i['m50']:8.2f}{i['m25']:8.2f}",
              f"{'one-to-one (corrected)':<34}{'mIoU':>8}{'AP50':>8}{'AP25':>8}",
-             f"{'':<34}{m['matched_miou']:8.2f}{m['ap50']:8.2f}{m['ap25']:8.2f}"]
+             f"{'':<34}{m['matched_miou']:8.2f}{m['ap50']:8.2f}{m['ap25']:8.2f}",
+             f"{'one-to-one at IoU > 0.5':<34}{'P50':>8}{'R50':>8}{'F1@50':>8}",
+             f"{'':<34}{m['precision50']:8.2f}{m['recall50']:8.2f}{m['f1_50']:8.2f}"]
     if res.get("text_query"):
         lines.append(f"{'text query':<34}{'mIoU':>8}{'mAcc':>8}")
         for k, v in res["text_query"].items():

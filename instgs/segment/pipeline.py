@@ -200,7 +200,7 @@ def cluster_means(labels: np.ndarray, feats: np.ndarray, num: int) -> np.ndarray
 def _tick(timings: dict, key: str, t0: float) -> float:
     t = time.perf_counter()
     timings[key] = t - t0
-    log.info("segment: %s %.3f s", key, t - t0)
+    log.debug("segment: %s %.3f s", key, t - t0)
     return t
 
 
