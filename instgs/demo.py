@@ -1,9 +1,10 @@
 """``instgs demo``: the whole pipeline on the embedded synthetic scene, with no download.
 
 synthetic scene (:mod:`instgs.data.synthetic`) -> ``instgs train --preset scannet``
--> ``instgs segment`` -> ``instgs eval scannet`` against the scene's ground truth
--> ``instgs language`` -> ``instgs query`` ("table", "ball") with the scene's oracle text
-features (the synthetic stand-in for CLIP, so no weights are needed).
+-> ``instgs segment`` -> ``instgs eval scannet`` against the scene's ground truth (3D points)
+and ``instgs eval masks`` (2D instance maps of the held-out views) -> ``instgs language``
+-> ``instgs query`` ("table", "ball") with the scene's oracle text features (the synthetic
+stand-in for CLIP, so no weights are needed).
 Every stage writes its artifact into the run folder; rerunning the demo reuses the scene and
 retrains from scratch (``--overwrite``) or, with ``--resume``, continues where it stopped.
 """
@@ -52,7 +53,7 @@ class DemoCommand:
 
         log = logging.getLogger("instgs.demo")
         t0 = time.time()
-        log.info("[1/5] synthetic scene -> %s", self.scene_dir)
+        log.info("[1/6] synthetic scene -> %s", self.scene_dir)
         scene = make_synthetic_scene(self.scene_dir, num_views=self.num_views,
                                      width=self.width, height=self.height)
         cfg = dataclasses.replace(train_preset("scannet"), data=Path(scene),
@@ -60,13 +61,15 @@ class DemoCommand:
                                   max_minutes=self.max_minutes, backend=self.backend,
                                   resume=self.resume, overwrite=not self.resume,
                                   save_every=500)
-        log.info("[2/5] train (%d steps) -> %s", self.steps, self.run_dir)
+        log.info("[2/6] train (%d steps) -> %s", self.steps, self.run_dir)
         train(cfg)
-        log.info("[3/5] segment")
+        log.info("[3/6] segment")
         segment.run(self.run_dir)
-        log.info("[4/5] evaluate against the ground truth")
+        log.info("[4/6] evaluate against the ground truth points")
         out = evaluate.run_scannet(self.run_dir, Path(scene))
-        log.info("[5/5] language features per instance, then text queries")
+        log.info("[5/6] evaluate the held-out views' instance maps against the GT masks")
+        evaluate.run_masks(self.run_dir)
+        log.info("[6/6] language features per instance, then text queries")
         language.run(self.run_dir)
         QueryCommand(run_dir=self.run_dir, texts=("table", "ball"),
                      text_features=Path(scene) / "text_features.json").run()

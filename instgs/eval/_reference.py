@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = ["instance_miou_ref", "hungarian_matched_iou_ref", "average_precision_ref",
-           "text_query_ref"]
+           "text_query_ref", "panoptic_quality_ref"]
 
 
 def _iou_matrix(pred: np.ndarray, gt: np.ndarray):
@@ -144,3 +144,25 @@ def text_query_ref(leaf_ind, leaf_feat, gt_sem, text_rows, class_ids: Sequence[i
         ious.append(np.logical_and(g, p).sum() / np.logical_or(g, p).sum())
         accs.append(np.logical_and(g, p).sum() / g.sum())
     return float(np.mean(ious)), float(np.mean(accs))
+
+
+def panoptic_quality_ref(pred, gt) -> tuple[float, float, float]:
+    """(PQ, SQ, RQ) by the definition: every (GT, prediction) pair with IoU > 0.5 is matched,
+    then TP / FP / FN are counted over the lists (Kirillov et al. 2019, class-agnostic)."""
+    iou, gt_ids, pred_ids, _ = _iou_matrix(np.asarray(pred), np.asarray(gt))
+    matched_gt, matched_pred, ious = set(), set(), []
+    for a in range(len(gt_ids)):
+        for b in range(len(pred_ids)):
+            if iou[a, b] > 0.5:
+                assert a not in matched_gt and b not in matched_pred  # unique by geometry
+                matched_gt.add(a)
+                matched_pred.add(b)
+                ious.append(iou[a, b])
+    tp = len(ious)
+    fp = len(pred_ids) - len(matched_pred)
+    fn = len(gt_ids) - len(matched_gt)
+    if tp + fp + fn == 0:
+        return 0.0, 0.0, 0.0
+    sq = sum(ious) / tp if tp else 0.0
+    rq = tp / (tp + 0.5 * fp + 0.5 * fn)
+    return sq * rq, sq, rq

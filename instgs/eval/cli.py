@@ -5,6 +5,8 @@
         --gt ../shared/data/scannet-scene0000-mmdet3d --scene scene0000_00 \\
         --text-features ../shared/data/opengaussian-clip-text-features/assets/text_features.json
 
+    instgs eval masks RUN [--gt-masks DIR] [--views test|train|all]
+
 Prints a table and writes JSON (percentages) atomically; see docs/evaluation.md.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from collections.abc import Sequence
 
 import tyro
@@ -21,7 +23,7 @@ from instgs.core.checks import InputError
 
 from .stage import run_scannet
 
-__all__ = ["EvalScannetCommand", "EvalCommand"]
+__all__ = ["EvalScannetCommand", "EvalMasksCommand", "EvalCommand"]
 
 
 @dataclass
@@ -57,6 +59,31 @@ class EvalScannetCommand:
 
 
 @dataclass
+class EvalMasksCommand:
+    """Score a segmented run in 2D: render each held-out view's instance map (top contributor
+    per pixel) and compare it with the view's GT instance mask: mIoU, PQ, F1@50 per view and
+    averaged."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
+    """Segmented run folder (instances.npz)."""
+    gt_masks: Path | None = None
+    """GT instance masks, <image stem>.png|.npy, 0 = not annotated (default: the scene's
+    gt/instance)."""
+    views: Literal["test", "train", "all"] = "test"
+    """Which views to score (test falls back to train when there is none)."""
+    out: Path | None = None
+    """JSON output (default: RUN/eval_masks.json)."""
+    backend: Literal["auto", "cpu", "gsplat", "torch"] = "auto"
+    """Rasterizer backend."""
+
+    def run(self) -> Path:
+        """Evaluate, print the table, write the JSON (:func:`instgs.eval.masks2d.run_masks`)."""
+        from .masks2d import run_masks
+
+        return run_masks(self.run_dir, self.gt_masks, self.views, self.out, self.backend)
+
+
+@dataclass
 class EvalCommand:
     """``instgs eval BENCHMARK ...``: dispatch to a benchmark's command (only ``scannet``)."""
 
@@ -66,10 +93,11 @@ class EvalCommand:
         from instgs._cli import UsageError, tyro_parse
 
         args = list(args)
-        benchmarks = {"scannet": EvalScannetCommand}
+        benchmarks = {"scannet": EvalScannetCommand, "masks": EvalMasksCommand}
         if not args or args[0] in ("-h", "--help"):
             print(f"usage: {prog} {{{','.join(benchmarks)}}} [ARGS...]\n\n"
-                  "  scannet   ScanNet class-agnostic instance + text-query evaluation")
+                  "  scannet   ScanNet class-agnostic instance + text-query evaluation\n"
+                  "  masks     2D instance masks of held-out views (mIoU, PQ, F1)")
             raise SystemExit(0 if args else 2)
         if args[0] not in benchmarks:
             raise UsageError(f"unknown benchmark {args[0]!r}; choose one of {list(benchmarks)}")
@@ -77,4 +105,5 @@ class EvalCommand:
                           description=benchmarks[args[0]].__doc__)
 
     def run(self) -> Path:  # pragma: no cover - parse_cli returns the benchmark command
-        raise InputError("choose a benchmark", fix="run `instgs eval scannet ...`")
+        raise InputError("choose a benchmark",
+                         fix="run `instgs eval scannet ...` or `instgs eval masks ...`")

@@ -12,7 +12,11 @@ Two protocols are reproduced exactly, quirks included (``docs/evaluation.md``,
 * :func:`instance_matching` -- the corrected variant: one-to-one Hungarian matching
   (maximum total IoU, ``scipy.optimize.linear_sum_assignment``) for matched mIoU /
   precision / recall / F1, and ScanNet-benchmark-style AP25 / AP50 with the usual greedy
-  matching of predictions in descending confidence order.
+  matching of predictions in descending confidence order; and class-agnostic panoptic
+  quality (Kirillov et al., "Panoptic Segmentation", CVPR 2019): pairs with IoU > 0.5 are
+  unique, TP = those pairs, FP = other predictions, FN = other GT instances,
+  SQ = mean IoU of the TP, RQ = TP / (TP + FP/2 + FN/2), PQ = SQ x RQ. Unlike the published
+  protocol, these count every extra (false) instance.
 * :func:`text_query_scores` -- InstanceGaussian ``eval_semantic_seg.py`` = OpenGaussian
   ``scripts/eval_scannet.py`` (19 / 15 / 10 classes): instances with fewer than 2 matched
   views get a zero feature, cosine 0 to every class, and ``argmax`` returns class index 0
@@ -34,7 +38,8 @@ from instgs.core.checks import InputError
 
 __all__ = ["NYU40_NAMES", "CLASS_SETS", "InstanceMetrics", "MatchingMetrics",
            "TextQueryMetrics", "overlap_pairs", "instance_miou", "instance_matching",
-           "average_precision", "classify_instances", "text_query_scores"]
+           "average_precision", "panoptic_quality", "classify_instances",
+           "text_query_scores"]
 
 # NYU40 id -> class name, spelled as OpenGaussian's ``nyu40_dict`` and as the keys of its
 # ``assets/text_features.json`` (e.g. "showercurtain", "refrigerator").
@@ -92,6 +97,8 @@ class MatchingMetrics:
         ap: {threshold: ScanNet-style average precision}; keys 0.25 and 0.5 by default.
         num_gt: G.
         num_pred: P (distinct predicted ids on annotated vertices).
+        pq, sq, rq: class-agnostic panoptic quality and its segmentation / recognition
+            factors (one-to-one at IoU > 0.5; module docstring), in [0, 1].
     """
 
     matched_miou: float
@@ -101,6 +108,9 @@ class MatchingMetrics:
     ap: dict[float, float]
     num_gt: int
     num_pred: int
+    pq: float = 0.0
+    sq: float = 0.0
+    rq: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -286,8 +296,35 @@ def instance_matching(pred, gt, scores: Mapping[int, float] | np.ndarray | None 
         rec[t] = tp / G
         f1[t] = 0.0 if tp == 0 else 2 * prec[t] * rec[t] / (prec[t] + rec[t])
         ap[t] = average_precision(iou, sc, t)
+    pq, sq, rq = panoptic_quality(iou)
     return MatchingMetrics(matched_miou=float(matched.sum() / G), precision=prec, recall=rec,
-                           f1=f1, ap=ap, num_gt=G, num_pred=P)
+                           f1=f1, ap=ap, num_gt=G, num_pred=P, pq=pq, sq=sq, rq=rq)
+
+
+def panoptic_quality(iou: np.ndarray) -> tuple[float, float, float]:
+    """Class-agnostic (PQ, SQ, RQ) from a GT x prediction IoU matrix (Kirillov et al. 2019).
+
+    A pair with IoU > 0.5 is a true positive; at most one such pair exists per GT instance
+    and per prediction (the GT instances are disjoint, and so are the predictions; a set
+    cannot overlap two disjoint sets each by IoU > 0.5), so no assignment is needed.
+    FP = predictions in no pair, FN = GT instances in none.
+
+    Args:
+        iou: [G, P] float IoU matrix.
+
+    Returns:
+        (PQ, SQ, RQ) in [0, 1]: SQ = mean IoU of the true positives (0 without any),
+        RQ = TP / (TP + FP/2 + FN/2), PQ = SQ x RQ; all 0 when G + P = 0.
+    """
+    G, P = iou.shape
+    tp_iou = iou[iou > 0.5]
+    tp = len(tp_iou)
+    denom = tp + 0.5 * (P - tp) + 0.5 * (G - tp)
+    if denom == 0:
+        return 0.0, 0.0, 0.0
+    sq = float(tp_iou.mean()) if tp else 0.0
+    rq = tp / denom
+    return sq * rq, sq, rq
 
 
 def _normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -78,7 +78,10 @@ def evaluate_scannet(pred_labels: np.ndarray, gt, language: Language | None = No
                              "precision50": _pct(mm.precision[0.5]),
                              "recall50": _pct(mm.recall[0.5]), "f1_50": _pct(mm.f1[0.5]),
                              "precision25": _pct(mm.precision[0.25]),
-                             "recall25": _pct(mm.recall[0.25]), "f1_25": _pct(mm.f1[0.25])},
+                             "recall25": _pct(mm.recall[0.25]), "f1_25": _pct(mm.f1[0.25]),
+                             "pq": _pct(mm.pq), "sq": _pct(mm.sq), "rq": _pct(mm.rq),
+                             "num_gt": mm.num_gt, "num_pred": mm.num_pred},
+        "fragments": _fragments(pred_labels),
         "text_query": None, "notes": [],
     }
     if language is None:
@@ -105,6 +108,20 @@ def evaluate_scannet(pred_labels: np.ndarray, gt, language: Language | None = No
     return out
 
 
+def _fragments(pred_labels: np.ndarray, min_size: int = 20) -> dict:
+    """Instances too small to click: under ``min_size`` points (20: a few centimetres on a
+    ScanNet scan, a few pixels on screen), and the share of all points in them."""
+    from instgs.segment.fragments import fragment_share
+
+    n_small, share = fragment_share(pred_labels, min_size)
+    n_all = len(np.unique(pred_labels[pred_labels >= 0]))
+    return {"min_size": min_size, "share_in_small": _pct(share), "num_small": n_small,
+            "num_instances": n_all,
+            "definition": f"instances of fewer than {min_size} points (anchors), and the "
+                          "share of all points in them (share_in_small, percent): pieces too small "
+                          "to click"}
+
+
 def format_table(res: dict) -> str:
     """The printed summary of :func:`evaluate_scannet`'s dict."""
     i, m = res["instance"], res["instance_matched"]
@@ -116,6 +133,15 @@ def format_table(res: dict) -> str:
              f"{'':<34}{m['matched_miou']:8.2f}{m['ap50']:8.2f}{m['ap25']:8.2f}",
              f"{'one-to-one at IoU > 0.5':<34}{'P50':>8}{'R50':>8}{'F1@50':>8}",
              f"{'':<34}{m['precision50']:8.2f}{m['recall50']:8.2f}{m['f1_50']:8.2f}"]
+    if "pq" in m:
+        f = res.get("fragments", {})
+        lines += [f"{'panoptic (IoU > 0.5)':<34}{'PQ':>8}{'SQ':>8}{'RQ':>8}",
+                  f"{'':<34}{m['pq']:8.2f}{m['sq']:8.2f}{m['rq']:8.2f}"]
+        if f:
+            lines.append(f"instances: {m['num_pred']} predicted on GT points for "
+                         f"{m['num_gt']} GT; {f['num_small']} of {f['num_instances']} under "
+                         f"{f['min_size']} points, holding {f['share_in_small']:.1f} % of "
+                         "the points")
     if res.get("text_query"):
         lines.append(f"{'text query':<34}{'mIoU':>8}{'mAcc':>8}")
         for k, v in res["text_query"].items():

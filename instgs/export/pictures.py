@@ -72,11 +72,9 @@ class _Source:
         self.run, self.splats = run, splats
         self.child_labels = None
         if run is not None and instances is not None:
-            k = run.model.cfg.n_offsets
-            g = instances.gaussian_labels
-            self.child_labels = torch.as_tensor(
-                g if g is not None and len(g) == run.model.num_anchors * k
-                else np.repeat(instances.anchor_labels, k))
+            from instgs.segment.views import child_labels
+
+            self.child_labels = child_labels(run, instances)
 
     def gaussians(self, cams: Cameras, i: int, image_id: int | None
                   ) -> tuple[Gaussians, Tensor]:

@@ -174,7 +174,16 @@ def absorb_fragments_ref(labels, feats, graph: csr_matrix, min_size: int = 20,
 
 
 def fragment_share(labels, min_size: int = 20) -> tuple[int, float]:
-    """(number of instances with fewer than ``min_size`` anchors, share of anchors in them)."""
+    """How much of a segmentation sits in small instances.
+
+    Args:
+        labels: [N] int instance id per anchor (or point); negative = unassigned.
+        min_size: instances with fewer anchors count as small.
+
+    Returns:
+        (number of instances with fewer than ``min_size`` anchors, share of all N anchors in
+        them, in [0, 1]).
+    """
     labels = np.asarray(labels, np.int64)
     ok = labels[labels >= 0]
     if not len(ok):

@@ -13,9 +13,9 @@ Stages (InstanceGaussian §3.3; released ``train_scannet.py::post_training_proce
    connected components (``method="graph"``), or HDBSCAN on the anchors (``"hdbscan"``).
 5. ``cleanup``: instances < 5 anchors and invalid anchors take the label of the nearest
    valid anchor (stands in for the released MLP smoothing).
-6. ``fragments`` (instgs): instances under ``fragment_size`` anchors join the neighbouring
-   instance they touch most with a similar feature (:mod:`instgs.segment.fragments`); ids
-   compacted, biggest first.
+6. ``fragments`` (instgs): instances under max(``fragment_size``, ``fragment_fraction`` x N)
+   anchors join the neighbouring instance they touch most with a similar feature
+   (:mod:`instgs.segment.fragments`); ids compacted, biggest first.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .merge import merge_clusters, reassign_small_clusters, relabel_by_size, vox
 from .seeds import assign_to_seeds, fps, seed_points
 
 __all__ = ["SegmentConfig", "SegmentResult", "segment_anchors", "cluster_means",
-           "check_instance_features", "finish_labels"]
+           "check_instance_features", "finish_labels", "fragment_min_size", "seed_count"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,14 @@ class SegmentConfig:
     """'graph': FPS over-segmentation + feature/voxel graph merge (the paper); 'hdbscan': the
     Tab. 13 baseline on the same features."""
     num_seeds: int = 1000
-    """Farthest-point seeds = number of sub-objects (InstanceGaussian uses 1000)."""
+    """Farthest-point seeds = number of sub-objects (InstanceGaussian uses 1000), capped by
+    ``anchors_per_seed``."""
+    anchors_per_seed: int = 25
+    """Use at most one seed per this-many valid anchors (instgs; 0 = always ``num_seeds``, as
+    released). Sub-objects under ``min_cluster_size_edges`` anchors get no merge edge, so
+    1000 seeds on the ~4k observed anchors of a photo run (4 per seed) left 73 instances for
+    7 objects; the cap gives 154 seeds there and changes nothing on the 30k-anchor demo or
+    the 81k-anchor ScanNet scene (docs/evaluation.md, "Seeds on sparse anchors")."""
     seed_pool: int = 200_000
     """FPS runs on the first this-many valid anchors (released ScanNet: 200k); all anchors
     are then assigned."""
@@ -97,11 +104,19 @@ class SegmentConfig:
     hdbscan_pos_weight: float = 0.5
     """HDBSCAN baseline: metres -> feature units for the position columns."""
     fragment_size: int = 20
-    """Instances with fewer anchors join the neighbouring instance they touch most whose
-    feature is within ``fragment_feat_dist`` (:mod:`instgs.segment.fragments`; instgs); 0 =
-    off (released: only instances under ``min_cluster_size_valid`` are dissolved)."""
-    fragment_feat_dist: float = 0.35
-    """Largest released-space feature distance for a fragment to join a neighbour."""
+    """Instances with fewer anchors than ``max(fragment_size, fragment_fraction x N)`` join
+    the neighbouring instance they touch most whose feature is within ``fragment_feat_dist``
+    (:mod:`instgs.segment.fragments`; instgs); 0 = off (released: only instances under
+    ``min_cluster_size_valid`` are dissolved)."""
+    fragment_fraction: float = 0.0025
+    """The fragment size as a share of the N anchors (0.25 %: 204 anchors on the 81k-vertex
+    ScanNet scene, 75 on the 30k-anchor demo), so that it follows the anchor density; the
+    plateau measured on both is 0.2-0.25 % with a feature distance of 0.4-0.55
+    (docs/evaluation.md, "No fragments"). An object smaller than this that looks like its
+    neighbour joins it."""
+    fragment_feat_dist: float = 0.4
+    """Largest released-space feature distance for a fragment to join a neighbour (the
+    bottom-up merge itself uses 0.15)."""
 
     # -- the stage around segment_anchors (instgs.segment.run; used only there)
     valid: Literal["auto", "observed", "all"] = "auto"
@@ -125,6 +140,8 @@ class SegmentConfig:
     edges between anchors with agreeing PCA normals, at most 4 median spacings long;
     :mod:`instgs.segment.propagate`) instead of the nearest one in xyz; anchors the graph
     does not connect keep the xyz-nearest label. instgs addition (docs/instance-features.md)."""
+    progress: bool = True
+    """Show progress bars over the training views (no effect on the result)."""
 
 
 @dataclass
@@ -263,7 +280,7 @@ def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig | None = None,
         dims = (0, 1) if cfg.pe_dims == "xy" else (0, 1, 2)
         pts = seed_points(torch.from_numpy(xyz_v), torch.from_numpy(f_v), cfg.pe_freqs, dims,
                           cfg.pe_weight)
-        seeds = fps(pts[: cfg.seed_pool], cfg.num_seeds)
+        seeds = fps(pts[: cfg.seed_pool], seed_count(cfg, len(vidx)))
         t = _tick(timings, "seed", t)
         lab_v = assign_to_seeds(pts, seeds, cfg.assign, cfg.kmeans_iters).numpy()
         num_sub = len(seeds)
@@ -294,9 +311,25 @@ def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig | None = None,
     return dataclasses.replace(res, subobject_labels=sub, num_subobjects=num_sub)
 
 
+def seed_count(cfg: SegmentConfig, n_valid: int) -> int:
+    """Farthest-point seeds for ``n_valid`` anchors: ``min(num_seeds, max(1, n_valid //
+    anchors_per_seed))``, or ``num_seeds`` when ``anchors_per_seed`` is 0 (released)."""
+    if cfg.anchors_per_seed <= 0:
+        return int(cfg.num_seeds)
+    return int(min(cfg.num_seeds, max(1, n_valid // cfg.anchors_per_seed)))
+
+
+def fragment_min_size(cfg: SegmentConfig, n: int) -> int:
+    """Anchors under which an instance is a fragment: ``max(fragment_size,
+    ceil(fragment_fraction x n))``; 0 when ``fragment_size`` is 0 (off)."""
+    if cfg.fragment_size <= 0:
+        return 0
+    return max(int(cfg.fragment_size), int(np.ceil(cfg.fragment_fraction * n)))
+
+
 def finish_labels(xyz: np.ndarray, labels: np.ndarray, feats: np.ndarray, cfg: SegmentConfig,
                   graph=None, timings: dict[str, float] | None = None) -> SegmentResult:
-    """Absorb fragments (``cfg.fragment_size``), compact ids biggest first, instance features.
+    """Absorb fragments (:func:`fragment_min_size`), compact ids biggest first, instance features.
 
     Args:
         xyz: [N, 3] anchors. labels: [N] int >= 0 (every anchor assigned). feats: [N, F].
@@ -317,8 +350,8 @@ def finish_labels(xyz: np.ndarray, labels: np.ndarray, feats: np.ndarray, cfg: S
             from .propagate import knn_graph
 
             graph = knn_graph(xyz, max_edge=float("inf"))
-        labels, report = absorb_fragments(labels, feats, graph, cfg.fragment_size,
-                                          cfg.fragment_feat_dist)
+        labels, report = absorb_fragments(labels, feats, graph, fragment_min_size(
+            cfg, len(labels)), cfg.fragment_feat_dist)
         timings["fragments"] = time.perf_counter() - t
         log.info("segment: %d fragments merged, %d left (%d anchors), %.2f s", report.merged,
                  report.left, report.left_anchors, timings["fragments"])

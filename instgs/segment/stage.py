@@ -77,12 +77,12 @@ def _observed(loaded, ck: dict, cfg: SegmentConfig, timings: dict):
     rule = "top" if loaded.cfg.loss.instance_target == "rendered" else "projected"
     hits = None
     if rule == "projected" or cfg.unobserved == "masks":
-        hits = collect_mask_hits(loaded)
+        hits = collect_mask_hits(loaded, progress=cfg.progress)
     if rule == "projected":
         seen = np.zeros(len(ck["anchors"]), bool)
         seen[hits.anchor[hits.strict]] = True
     else:
-        seen = observed_anchors(loaded, rule="top")
+        seen = observed_anchors(loaded, rule="top", progress=cfg.progress)
     valid = seen if ck["anchor_valid"] is None else (ck["anchor_valid"] & seen)
     timings["observed_anchors"] = time.perf_counter() - t0
     log.info("  observed anchors (%s): %d / %d (%.1fs)", rule, int(seen.sum()), len(seen),
@@ -147,7 +147,7 @@ def segment_run(run_dir: str | Path, cfg: SegmentConfig | None = None,
         if cfg.refine_iters > 0:
             from .render_support import codebook_refine_fn
 
-            refine_fn = codebook_refine_fn(loaded, cfg.refine_iters)
+            refine_fn = codebook_refine_fn(loaded, cfg.refine_iters, progress=cfg.progress)
     relabel = mode == "observed" and (cfg.unobserved == "masks" or cfg.surface_propagation)
     # the fragment step runs once, after every anchor has its final label
     res = segment_anchors(ck["anchors"], feats, dataclasses.replace(

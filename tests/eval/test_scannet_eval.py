@@ -13,7 +13,7 @@ from instgs.eval.stage import evaluate_scannet
 from instgs.eval.io import load_pred_labels, load_scannet_gt
 from instgs.eval.scannet import (CLASS_SETS, NYU40_NAMES, average_precision,
                                  classify_instances, instance_matching, instance_miou,
-                                 text_query_scores)
+                                 panoptic_quality, text_query_scores)
 
 IG = "instancegaussian-scene0000_00-results"
 MM = "scannet-scene0000-mmdet3d"
@@ -75,6 +75,36 @@ def test_matching_is_one_to_one_unlike_published():
     mm = instance_matching(pred, gt)
     assert mm.matched_miou == pytest.approx(0.25)
     assert mm.recall[0.25] == pytest.approx(0.5) and mm.precision[0.25] == 1.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_panoptic_quality_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    gt = np.repeat(np.arange(0, 7), rng.integers(5, 40, 7))
+    pred = gt.copy()                              # mostly right, with splits, merges, noise
+    flip = rng.random(len(gt)) < 0.25
+    pred[flip] = rng.integers(-1, 9, flip.sum())
+    pred[pred == 3] = 2                           # a merge
+    pred[(gt == 5) & (rng.random(len(gt)) < 0.5)] = 11   # a split
+    mm = instance_matching(pred, gt)
+    assert (mm.pq, mm.sq, mm.rq) == pytest.approx(ref.panoptic_quality_ref(pred, gt))
+    assert mm.pq == pytest.approx(mm.sq * mm.rq)
+
+
+def test_panoptic_quality_hand_checked():
+    # GT 1 (4 px) matched at IoU 0.75; GT 2 (4 px) split in two halves (no TP: FN, and two
+    # FP); prediction 9 on nothing annotated is dropped, prediction 7 on GT 1's 4th vertex...
+    gt = np.array([1, 1, 1, 1, 2, 2, 2, 2, 0, 0])
+    pred = np.array([5, 5, 5, 7, 6, 6, 8, 8, 9, 9])
+    # pairs: (1,5) IoU 3/4 -> TP; 7, 6, 8 unmatched -> FP 3; GT 2 -> FN 1
+    pq, sq, rq = panoptic_quality(np.array([[0.75, 0.25, 0, 0], [0, 0, 0.5, 0.5]]))
+    mm = instance_matching(pred, gt)
+    assert (mm.sq, mm.rq) == pytest.approx((0.75, 1 / (1 + 1.5 + 0.5)))
+    assert (pq, sq, rq) == pytest.approx((mm.pq, mm.sq, mm.rq))
+    assert mm.num_pred == 4                       # 9 never touches an annotated vertex
+    perfect = instance_matching(gt, gt)
+    assert (perfect.pq, perfect.sq, perfect.rq) == (1.0, 1.0, 1.0)
+    assert panoptic_quality(np.zeros((0, 0))) == (0.0, 0.0, 0.0)
 
 
 def test_ap_perfect_and_empty():

@@ -180,6 +180,29 @@ def test_segment_recovers_synthetic_instances(scene, cfg):
     assert (np.diff(sizes) <= 0).all() and sizes.min() >= cfg.min_cluster_size_valid
 
 
+def test_seed_count_caps_seeds_on_sparse_anchors():
+    from instgs.segment.pipeline import seed_count
+
+    cfg = SegmentConfig()                                   # 1000 seeds, 25 anchors per seed
+    assert seed_count(cfg, 81_369) == 1000 and seed_count(cfg, 28_610) == 1000
+    assert seed_count(cfg, 3850) == 154 and seed_count(cfg, 10) == 1
+    assert seed_count(SegmentConfig(anchors_per_seed=0), 3850) == 1000      # released
+
+
+def test_sparse_anchors_still_merge_into_objects():
+    # 5k anchors: 1000 seeds leave 5 anchors per sub-object, under the 10 that merge edges
+    # need, so the objects stay in pieces; the cap (200 seeds) lets them merge
+    s = make_synthetic_scene(num_points=5000, num_boxes=4, seed=2)
+    released = segment_anchors(s.xyz, s.ins_feat, SegmentConfig(anchors_per_seed=0))
+    capped = segment_anchors(s.xyz, s.ins_feat, SegmentConfig())
+    assert released.num_subobjects == 1000 and capped.num_subobjects == 200
+    m_rel = instance_miou(released.anchor_labels, s.labels + 1).miou
+    m_cap = instance_miou(capped.anchor_labels, s.labels + 1).miou
+    assert m_cap >= 0.88 and m_cap > m_rel + 0.2, (m_cap, m_rel)
+    assert abs(capped.num_instances - s.num_instances) < abs(released.num_instances
+                                                              - s.num_instances)
+
+
 def test_segment_hdbscan_baseline():
     s = make_synthetic_scene(num_points=3000, num_boxes=4, seed=2)
     # the smallest box has 18 points, so min_cluster_size must stay below that
