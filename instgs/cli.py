@@ -1,6 +1,8 @@
 """``instgs``: one console entry point, one subcommand per pipeline stage.
 
     instgs demo                      generate the embedded synthetic scene and run the pipeline
+    instgs run --images DIR | --data SCENE   the whole pipeline, resumable (--scenes: Ray)
+    instgs prepare --images DIR --out SCENE  structure from motion for unposed photos
     instgs train [--preset NAME] ... fit a Semantic-Scaffold-GS scene
     instgs masks ...                 SAM / Felzenszwalb masks + CLIP features (LangSplat layout)
     instgs segment RUN ...           bottom-up 3D instances
@@ -29,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     # name: (module, attribute, one-line help)
     "demo": ("instgs.demo", "DemoCommand",
              "Generate the embedded synthetic scene, train, segment and evaluate it"),
+    "run": ("instgs.pipeline.cli", "RunCommand",
+            "Photos or a scene -> masks, train, segment, language, export; resumable; Ray"),
+    "prepare": ("instgs.pipeline.cli", "PrepareCommand",
+                "Pose a folder of photos with structure from motion (pycolmap)"),
     "train": ("instgs.train.cli", "TrainCommand", "Train a scene from posed photos"),
     "masks": ("instgs.masks.cli", "MasksCommand",
               "SAM (or Felzenszwalb) masks and per-mask CLIP features, resumable"),

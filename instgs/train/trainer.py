@@ -454,6 +454,7 @@ class Trainer:
         self.step = int(data["step"])
         self.elapsed = float(data.get("elapsed", 0.0))
         write_run_config(self.run_dir, self.cfg)
+        log.info("resuming from step %d of %d (%s)", self.step, self.cfg.steps, ck.path)
 
 
 def train(cfg: TrainConfig) -> Path:
