@@ -334,6 +334,39 @@ def _compute_averages(ap: np.ndarray, overlaps: list[float],
             "per_class": per_class, "ap_table": ap, "overlaps": tuple(overlaps)}
 
 
+def _room_iou(preds: Sequence[InstancePred], gt: tuple[np.ndarray, np.ndarray],
+              num_classes: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """IoU of one room's predictions with its GT instances.
+
+    Returns:
+        ``(iou [P, G] float, pred labels [P] int64, gt labels [G] int64, gt sizes [G])``.
+
+    Raises:
+        InputError: a label outside 0..C-1 or a mask of the wrong length (room ``s``).
+    """
+    sem, ins = _gt_arrays(gt, f"room {s}")
+    n = sem.size
+    gt_of_point, gt_label = instances_from_labels(sem, ins, range(num_classes))
+    gt_size = np.bincount(gt_of_point[gt_of_point >= 0], minlength=len(gt_label))
+    masks, labels = [], []
+    for k, p in enumerate(preds):
+        if not 0 <= int(p.label) < num_classes:
+            raise InputError(f"room {s} prediction {k}: label {p.label} outside "
+                             f"0..{num_classes - 1}")
+        masks.append(_as_mask(p.mask, n, f"room {s} prediction {k}"))
+        labels.append(int(p.label))
+    labels = np.asarray(labels, dtype=np.int64)
+    if not (masks and len(gt_label)):
+        return np.zeros((len(masks), len(gt_label))), labels, gt_label, gt_size
+    pm = np.stack(masks)
+    inter = np.zeros((len(masks), len(gt_label)))
+    for k in range(len(masks)):
+        hit = gt_of_point[pm[k]]
+        inter[k] = np.bincount(hit[hit >= 0], minlength=len(gt_label))
+    union = pm.sum(1)[:, None] + gt_size[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0), labels, gt_label, gt_size
+
+
 def s3dis_instance_metrics(preds_per_scene: Sequence[Sequence[InstancePred]],
                            gts_per_scene: Sequence[tuple[np.ndarray, np.ndarray]],
                            num_classes: int = 13, class_names: Sequence[str] | None = None,
@@ -376,29 +409,7 @@ def s3dis_instance_metrics(preds_per_scene: Sequence[Sequence[InstancePred]],
     npred = np.zeros(num_classes)
     ngt = np.zeros(num_classes)
     for s, (preds, gt) in enumerate(zip(preds_per_scene, gts_per_scene)):
-        sem, ins = _gt_arrays(gt, f"room {s}")
-        n = sem.size
-        gt_of_point, gt_label = instances_from_labels(sem, ins, range(num_classes))
-        gt_size = np.bincount(gt_of_point[gt_of_point >= 0], minlength=len(gt_label))
-        masks, labels = [], []
-        for k, p in enumerate(preds):
-            if not 0 <= int(p.label) < num_classes:
-                raise InputError(f"room {s} prediction {k}: label {p.label} outside "
-                                 f"0..{num_classes - 1}")
-            masks.append(_as_mask(p.mask, n, f"room {s} prediction {k}"))
-            labels.append(int(p.label))
-        labels = np.asarray(labels, dtype=np.int64)
-        # IoU matrix [P, G]
-        if masks and len(gt_label):
-            pm = np.stack(masks)
-            inter = np.zeros((len(masks), len(gt_label)))
-            for k in range(len(masks)):
-                hit = gt_of_point[pm[k]]
-                inter[k] = np.bincount(hit[hit >= 0], minlength=len(gt_label))
-            union = pm.sum(1)[:, None] + gt_size[None, :] - inter
-            iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-        else:
-            iou = np.zeros((len(masks), len(gt_label)))
+        iou, labels, gt_label, gt_size = _room_iou(preds, gt, num_classes, s)
         for c in range(num_classes):
             g = np.flatnonzero(gt_label == c)
             o = np.flatnonzero(labels == c)

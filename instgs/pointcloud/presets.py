@@ -33,6 +33,10 @@ from typing import Literal
 from instgs.core.checks import InputError
 from instgs.core.configs import list_presets, load_config_file, preset_description, preset_path
 from instgs.pointcloud.hais.config import HAISConfig
+from instgs.pointcloud.mpnet.config import MPNetConfig
+from instgs.pointcloud.networks import Network
+from instgs.pointcloud.queryis.config import QueryISConfig
+from instgs.pointcloud.ssen.config import SSENConfig
 from instgs.pointcloud.train import TrainConfig
 
 __all__ = ["DEFAULT_PRESET", "GROUP", "SETUP_FIELDS", "Augment", "Network", "TrainSetup",
@@ -43,8 +47,7 @@ GROUP = "pointcloud"
 #: Preset used when neither ``--preset`` nor ``--config`` is given.
 DEFAULT_PRESET = "hais-tiny"
 
-Network = Literal["hais"]
-Augment = Literal["none", "light", "hais"]
+Augment = Literal["none", "light", "hais", "ssen", "full"]
 
 
 @dataclass
@@ -52,18 +55,30 @@ class TrainSetup:
     """Everything about an ``instgs-pc train`` run except the data and the output folder."""
 
     network: Network = "hais"
-    """Which network to train."""
+    """Which network to train (hais, ssen, queryis, mpnet)."""
     hais: HAISConfig = field(default_factory=HAISConfig)
     """HAIS settings (used when ``network: hais``)."""
+    ssen: SSENConfig = field(default_factory=SSENConfig)
+    """SSEN settings (used when ``network: ssen``)."""
+    queryis: QueryISConfig = field(default_factory=QueryISConfig)
+    """3D-QueryIS settings (used when ``network: queryis``)."""
+    mpnet: MPNetConfig = field(default_factory=MPNetConfig)
+    """MPNet settings (used when ``network: mpnet``)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation settings."""
     augment: Augment = "none"
-    """Training augmentation (none for overfit runs; hais = paper-code list)."""
+    """Training augmentation: none (overfit runs), light, hais (HAIS code list), ssen (SSEN
+    paper list), full (the transfer recipe: every augmentation of the papers)."""
     max_points: int | None = None
     """Random crop to this many points per training scene (speed; HAIS max_npoint)."""
     class_stats: bool = True
     """Re-estimate class_numpoint_mean / class_radius_mean from the training scenes (HAIS
     set aggregation); classes without training instances keep the HAIS code table."""
+
+    @property
+    def net_config(self):
+        """The config section of the chosen network."""
+        return getattr(self, self.network)
 
 
 #: Names of the :class:`TrainSetup` fields (the keys a setup file may hold).

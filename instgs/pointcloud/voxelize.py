@@ -79,7 +79,7 @@ class VoxelGrid:
 
 
 def voxelize(coord: torch.Tensor | np.ndarray, voxel_size: float,
-             batch: torch.Tensor | np.ndarray | None = None) -> VoxelGrid:
+             batch: torch.Tensor | np.ndarray | None = None, align: int = 1) -> VoxelGrid:
     """Quantise points to a voxel grid and build the point<->voxel maps.
 
     Args:
@@ -87,6 +87,9 @@ def voxelize(coord: torch.Tensor | np.ndarray, voxel_size: float,
         voxel_size: voxel edge in metres (> 0), e.g. 0.02 (HAIS ``scale: 50``).
         batch: optional [N] int batch ids; points of different batch items never share a
             voxel. The origin is common to the whole batch.
+        align: the origin is a multiple of ``align * voxel_size`` (>= 1). A UNet with L
+            levels passes ``2**(L-1)``: its stride-2 cells then lie on one absolute lattice,
+            so a scene gets the same coarse cells alone or in any batch (DDP equivalence).
 
     Returns:
         VoxelGrid (tensors on ``coord``'s device; CPU for arrays).
@@ -119,7 +122,10 @@ def voxelize(coord: torch.Tensor | np.ndarray, voxel_size: float,
             raise ShapeError(f"batch must have shape (N,) with N={n}, got {tuple(b.shape)}")
         if n and int(b.min()) < 0:
             raise InputError("batch ids must be >= 0", None, "number batch items 0..B-1")
-    origin = torch.floor(c64.min(0).values / voxel_size) * voxel_size
+    if int(align) < 1:
+        raise InputError(f"align must be >= 1, got {align}")
+    cell = voxel_size * int(align)
+    origin = torch.floor(c64.min(0).values / cell) * cell
     q = torch.floor((c64 - origin) / voxel_size).long()
     ext = q.max(0).values + 1
     if int(ext.max()) >= 2**31 - 1:

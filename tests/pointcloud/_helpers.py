@@ -87,3 +87,46 @@ class Planted:
         import os
 
         return (os.system, (f"touch '{self.marker}'",))
+
+
+# --- the other three networks, sized for the synthetic scene ------------------------------------
+def ssen_small(**kw):
+    from instgs.pointcloud.ssen import SSENConfig
+
+    return SSENConfig(**{"width": 8, "levels": 3, "voxel_size": 0.06, "block_reps": 1,
+                         "min_points": 20, "min_cluster_size": 10, **kw})
+
+
+def queryis_small(**kw):
+    from instgs.pointcloud.queryis import QueryISConfig
+
+    return QueryISConfig(**{"width": 16, "levels": 3, "rpg_layer": 1, "voxel_size": 0.06,
+                            "block_reps": 1, "min_points": 20, "num_points": 64,
+                            "num_queries": 12, **kw})
+
+
+def mpnet_small(**kw):
+    from instgs.pointcloud.mpnet import MPNetConfig
+
+    return MPNetConfig(**{"block_points": 256, "width_scale": 0.25, "sa_npoints": (64, 16),
+                          "sa_radii": (0.2, 0.4), "memory_per_class": 4, "min_points": 20,
+                          "block_size": 1.5, "block_stride": 0.75, "temperature": 0.1,
+                          "logit_scale": 10.0, **kw})
+
+
+#: ``instgs-pc train`` flags that shrink each network to the synthetic scenes.
+SMALL_FLAGS = {
+    "hais": HAIS_SMALL,
+    "ssen": ["--ssen.width", "8", "--ssen.levels", "3", "--ssen.voxel-size", "0.06",
+             "--ssen.block-reps", "1", "--ssen.min-points", "20", "--ssen.min-cluster-size",
+             "10"],
+    "queryis": ["--queryis.width", "16", "--queryis.levels", "3", "--queryis.rpg-layer", "1",
+                "--queryis.voxel-size", "0.06", "--queryis.block-reps", "1",
+                "--queryis.min-points", "20", "--queryis.num-points", "64",
+                "--queryis.num-queries", "12"],
+    "mpnet": ["--mpnet.block-points", "256", "--mpnet.width-scale", "0.25",
+              "--mpnet.sa-npoints", "64", "16", "--mpnet.sa-radii", "0.2", "0.4",
+              "--mpnet.memory-per-class", "4", "--mpnet.min-points", "20",
+              "--mpnet.block-size", "1.5", "--mpnet.block-stride", "0.75",
+              "--train.batch-size", "2"],
+}

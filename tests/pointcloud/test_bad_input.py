@@ -11,7 +11,7 @@ import torch
 from instgs.pointcloud.cli import main
 from instgs.run.checkpoint import save_checkpoint
 
-from ._helpers import HAIS_SMALL, write_pointcept
+from ._helpers import HAIS_SMALL, SMALL_FLAGS, write_pointcept
 
 
 def _error(capsys, prog: str) -> str:
@@ -22,23 +22,26 @@ def _error(capsys, prog: str) -> str:
     return err[0]
 
 
-def _train(data, tmp_path) -> int:
-    return main(["train", "--data", str(data), "--out", str(tmp_path / "run"),
-                 "--train.steps", "1", *HAIS_SMALL])
+def _train(data, tmp_path, network: str = "hais") -> int:
+    return main(["train", "--model", network, "--preset", f"{network}-tiny", "--data",
+                 str(data), "--out", str(tmp_path / "run"), "--train.steps", "1",
+                 *SMALL_FLAGS[network]])
 
 
-def test_nan_coordinates(tmp_path, capsys):
+@pytest.mark.parametrize("network", ["hais", "ssen", "queryis", "mpnet"])
+def test_nan_coordinates(tmp_path, capsys, network):
     d = write_pointcept(tmp_path / "scans", "scene_nan", n_box=20, n_floor=20)
     c = np.load(d / "coord.npy")
     c[5, 2] = np.nan
     np.save(d / "coord.npy", c)
-    assert _train(d, tmp_path) == 1
+    assert _train(d, tmp_path, network) == 1
     line = _error(capsys, "instgs-pc train")
     assert str(d) in line and "NaN" in line and "point 5" in line and "Fix:" in line
 
 
+@pytest.mark.parametrize("network", ["hais", "mpnet"])
 @pytest.mark.parametrize("layout", ["pointcept", "mmdet3d"])
-def test_label_length_differs_from_points(tmp_path, capsys, layout):
+def test_label_length_differs_from_points(tmp_path, capsys, layout, network):
     d = write_pointcept(tmp_path / "scans", "scene_len", n_box=20, n_floor=20)
     if layout == "pointcept":
         bad = d / "instance.npy"
@@ -53,19 +56,20 @@ def test_label_length_differs_from_points(tmp_path, capsys, layout):
         bad = data / "sceneL_sem_label_all.npy"
         np.save(bad, np.full(n + 2, 5, np.uint32))
         np.save(data / "sceneL_ins_label_all.npy", np.ones(n, np.uint32))
-    assert _train(data, tmp_path) == 1
+    assert _train(data, tmp_path, network) == 1
     line = _error(capsys, "instgs-pc train")
     assert str(bad if layout == "mmdet3d" else d) in line
     assert "Fix:" in line
 
 
-def test_empty_scene(tmp_path, capsys):
+@pytest.mark.parametrize("network", ["hais", "ssen", "queryis", "mpnet"])
+def test_empty_scene(tmp_path, capsys, network):
     d = tmp_path / "scans" / "scene_empty"
     d.mkdir(parents=True)
     np.save(d / "coord.npy", np.zeros((0, 3), np.float32))
     np.save(d / "color.npy", np.zeros((0, 3), np.uint8))
     np.save(d / "segment20.npy", np.zeros(0, np.int16))
-    assert _train(d, tmp_path) == 1
+    assert _train(d, tmp_path, network) == 1
     line = _error(capsys, "instgs-pc train")
     assert str(d) in line and "no points" in line
 
@@ -126,3 +130,19 @@ def test_resume_with_other_settings_is_a_clear_error(small_run, tmp_path, capsys
                  "--train.steps", "3", "--resume", *HAIS_SMALL, "--hais.width", "4"]) == 1
     line = _error(capsys, "instgs-pc train")
     assert str(run / "ckpt" / "last.pt") in line and "does not fit" in line
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+@pytest.mark.parametrize("asked", ["ssen", "queryis", "mpnet"])
+def test_model_flag_refuses_a_checkpoint_of_another_network(small_run, tmp_path, capsys,
+                                                            command, asked):
+    """``--model NAME`` with a HAIS checkpoint names the network the file holds."""
+    data, _, good = small_run
+    argv = [command, "--ckpt", str(good), "--data", str(data), "--scenes", "scene_b",
+            "--model", asked]
+    if command == "predict":
+        argv += ["--out", str(tmp_path / "preds")]
+    assert main(argv) == 1
+    line = _error(capsys, f"instgs-pc {command}")
+    assert str(good) in line and f"--model {asked}" in line and "hais network" in line
+    assert "pass --model hais" in line

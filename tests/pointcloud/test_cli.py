@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from instgs.pointcloud.cli import build_network, load_network, main
 from instgs.pointcloud.presets import hais_preset
@@ -76,7 +77,7 @@ def test_cli_bad_input_exits_one_with_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["train", "--data", "d", "--out", "o", "--network", "ssen"], "ssen"),   # bad choice
+    (["train", "--data", "d", "--out", "o", "--network", "pointnet"], "pointnet"),  # bad choice
     (["train", "--data", "d", "--out", "o", "--bogus-flag", "1"], "bogus"),  # unknown flag
     (["train", "--data", "d", "--out", "o", "--augment", "heavy"], "heavy"),
     (["eval", "--data", "d"], "--ckpt"),                                      # missing arg
@@ -147,7 +148,9 @@ def test_build_network_factory_rejects_unknown():
 
     assert isinstance(build_network("hais", hais_preset("tiny")), HAIS)
     with pytest.raises(InputError, match="hais"):
-        build_network("mpnet", None)  # type: ignore[arg-type]
+        build_network("pointnet", None)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="MPNetConfig"):
+        build_network("mpnet", hais_preset("tiny"))
 
 
 def test_library_code_does_not_print():
@@ -167,3 +170,29 @@ def test_library_code_does_not_print():
                     and node.func.id == "print" and id(node) not in allowed):
                 offenders.append(f"{f.relative_to(REPO)}:{node.lineno}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("network", ["ssen", "queryis", "mpnet"])
+def test_cli_train_eval_predict_each_network(tmp_path, capsys, network):
+    """One ``instgs-pc`` interface for the four networks: train 2 steps from the network's
+    tiny preset (shrunk to the synthetic scene), evaluate and predict with ``--model``."""
+    from ._helpers import SMALL_FLAGS
+
+    data = tmp_path / "scans"
+    write_pointcept(data, "scene_a", 0)
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--model", network, "--preset", f"{network}-tiny", "--data",
+                 str(data), "--out", str(out), "--train.steps", "2",
+                 *SMALL_FLAGS[network]]) == 0
+    ckpt = out / "ckpt" / "step_000002.pt"
+    assert torch.load(ckpt, weights_only=True)["network"] == network
+    metrics = tmp_path / "m.json"
+    assert main(["eval", "--ckpt", str(ckpt), "--data", str(data), "--model", network,
+                 "--out", str(metrics)]) == 0
+    res = json.loads(metrics.read_text())
+    assert res["network"] == network and "AP50" in res["instance"]
+    preds = tmp_path / "preds"
+    assert main(["predict", "--ckpt", str(ckpt), "--data", str(data), "--out", str(preds),
+                 "--model", network]) == 0
+    z = np.load(preds / "scene_a.npz")
+    assert z["instance_offsets"].shape == (len(z["labels"]) + 1,)

@@ -8,6 +8,7 @@ the official ``evaluate_semantic_instance.py``) and the HAIS / PointGroup prepro
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,10 @@ __all__ = [
     "nyu40_to_scannet20",
     "scannet20_to_nyu40",
     "read_scannet_label_map",
+    "LabelSpace",
+    "LABEL_SPACES",
+    "label_space",
+    "SEMANTICKITTI_NAMES",
 ]
 
 #: Label value for "no label / do not train / do not evaluate" (HAIS, PyTorch ``ignore_index``).
@@ -104,3 +109,56 @@ def read_scannet_label_map(tsv: str | Path, to: str = "nyu40id") -> dict[str, in
         raise InputError(f"expected columns raw_category and {to}", tsv,
                          "use the official tab-separated ScanNet label map")
     return {r["raw_category"]: int(r[to]) for r in rows if r[to].strip()}
+
+
+#: The 19 SemanticKITTI training classes (``learning_map`` of ``semantic-kitti.yaml`` minus 1;
+#: the 8 "things" first).
+SEMANTICKITTI_NAMES = (
+    "car", "bicycle", "motorcycle", "truck", "other-vehicle", "person", "bicyclist",
+    "motorcyclist", "road", "parking", "sidewalk", "other-ground", "building", "fence",
+    "vegetation", "trunk", "terrain", "pole", "traffic-sign",
+)
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """A dataset's classes as the networks and evaluators see them.
+
+    Attributes:
+        name: key in :data:`LABEL_SPACES`.
+        class_names: names of the semantic classes 0..C-1.
+        instance_classes: classes whose instances are predicted and evaluated.
+        background_classes: classes without instances (excluded from grouping).
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    instance_classes: tuple[int, ...]
+    background_classes: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of semantic classes."""
+        return len(self.class_names)
+
+
+#: Known label spaces: ScanNet20 (18 instance classes, wall / floor background) and
+#: SemanticKITTI (19 classes; the 8 "thing" classes carry instances, the 11 others not).
+LABEL_SPACES = {
+    "scannet20": LabelSpace("scannet20", SCANNET20_NAMES, SCANNET_INSTANCE_CLASSES,
+                            SCANNET_STUFF),
+    "semantickitti": LabelSpace("semantickitti", SEMANTICKITTI_NAMES, tuple(range(8)),
+                                tuple(range(8, 19))),
+}
+
+
+def label_space(name: str) -> LabelSpace:
+    """The :class:`LabelSpace` called ``name``.
+
+    Raises:
+        InputError: unknown name (lists the known ones).
+    """
+    if name not in LABEL_SPACES:
+        raise InputError(f"unknown label space {name!r}", None,
+                         f"use one of {sorted(LABEL_SPACES)}")
+    return LABEL_SPACES[name]

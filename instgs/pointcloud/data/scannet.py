@@ -494,6 +494,21 @@ class ScanNetDataset(torch.utils.data.Dataset):
             return load_scannet_scene(s[0], s[1])
         return load_scannet_scene(s)
 
+    def sample(self, i: int, key: Sequence[int]) -> PointScene:
+        """Scene ``i`` augmented with the stream ``np.random.default_rng((seed, *key, i,
+        crc32(name)))``. The trainer passes ``key = (epoch, global position)`` so that the
+        same global sample gets the same augmentation however many processes train.
+
+        Returns:
+            an augmented copy (the stored scene is never modified).
+        """
+        scene = self.scene(i).copy()
+        if self.transforms is None:
+            return scene
+        rng = np.random.default_rng((self.seed, *[int(k) for k in key], i,
+                                     zlib.crc32(scene.name.encode())))
+        return self.transforms(scene, rng)
+
     def __getitem__(self, i: int) -> PointScene:
         scene = self.scene(i).copy()
         if self.transforms is None:

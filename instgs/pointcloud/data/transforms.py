@@ -39,6 +39,10 @@ __all__ = [
     "ColorJitter",
     "CropToMaxPoints",
     "hais_train_transforms",
+    "RandomTilt",
+    "RandomBlock",
+    "ssen_train_transforms",
+    "full_train_transforms",
 ]
 
 
@@ -204,3 +208,70 @@ def hais_train_transforms(max_points: int = 250_000) -> Compose:
         ElasticDistortion(0.12, 0.8), ElasticDistortion(0.4, 3.2),
         CropToMaxPoints(max_points), ColorJitter(0.1),
     ])
+
+
+@dataclass
+class RandomTilt:
+    """Rotate about the x axis by ``N(0, sigma)`` clipped to ``[-clip, clip]`` (radians).
+
+    SSEN (seed 003 §3.6): "around the x-axis with 5 deg scaled Gaussian noise, with maximum
+    10 deg" (defaults)."""
+
+    sigma: float = float(np.deg2rad(5.0))
+    clip: float = float(np.deg2rad(10.0))
+
+    def __call__(self, scene: PointScene, rng: np.random.Generator) -> PointScene:
+        a = float(np.clip(rng.normal(0.0, self.sigma), -self.clip, self.clip))
+        c, s = np.cos(a), np.sin(a)
+        rot = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+        return _with_coord(scene, scene.coord.astype(np.float64) @ rot.T)
+
+
+@dataclass
+class RandomBlock:
+    """Crop a random ``size`` x ``size`` xy column and sample ``num_points`` of its points
+    (MPNet, seed 002 §2.6: 1 m blocks, 4096 points; PointNet / ASIS sampling).
+
+    The block centre is a random point of the scene (so blocks land where points are);
+    blocks with more points are sub-sampled without replacement, smaller ones are filled
+    up by drawing their points again (duplicates, as PointNet's ``room2blocks``). Instance
+    ids are made consecutive again. Apply it first and augment the block afterwards (cheap).
+    """
+
+    size: float = 1.0
+    num_points: int = 4096
+
+    def __call__(self, scene: PointScene, rng: np.random.Generator) -> PointScene:
+        if not (self.size > 0 and self.num_points >= 1):
+            raise InputError(f"need size > 0 and num_points >= 1, got {self.size}, "
+                             f"{self.num_points}")
+        xy = scene.coord[:, :2].astype(np.float64)
+        c = xy[rng.integers(scene.num_points)]
+        idx = np.flatnonzero((np.abs(xy - c) <= self.size / 2).all(1))
+        if idx.size >= self.num_points:
+            pick = rng.choice(idx, self.num_points, replace=False)
+        else:
+            pick = np.concatenate([idx, rng.choice(idx, self.num_points - idx.size)])
+        return scene.subset(np.sort(pick), relabel=True)
+
+
+def ssen_train_transforms() -> Compose:
+    """SSEN's training augmentation (seed 003 §3.6; paper values): z rotation, x tilt
+    N(0, 5 deg) clipped at 10 deg, scale [0.8, 1.2], per-point colour noise 0.03 on
+    [0, 1] colours (= 0.06 on our [-1, 1] colours)."""
+    return Compose([Center(), RandomRotateZ(), RandomTilt(), RandomScale((0.8, 1.2)),
+                    ColorJitter(0.06, per_point=True)])
+
+
+def full_train_transforms(max_points: int | None = None) -> Compose:
+    """The transfer recipe shared by the four networks: every augmentation the papers use
+    (HAIS + SSEN + Pointcept): centre, rotation about z, x tilt, flips of x and y, scale
+    [0.8, 1.2], HAIS's jitter matrix and two elastic distortions, an optional random crop
+    to ``max_points`` and colour noise (one offset per scene, std 0.1)."""
+    ts = [Center(), RandomRotateZ(), RandomTilt(), RandomFlip(0, 0.5), RandomFlip(1, 0.5),
+          RandomScale((0.8, 1.2)), RandomJitterMatrix(0.1), ElasticDistortion(0.12, 0.8),
+          ElasticDistortion(0.4, 3.2)]
+    if max_points:
+        ts.append(CropToMaxPoints(max_points))
+    ts.append(ColorJitter(0.1))
+    return Compose(ts)

@@ -30,112 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from instgs.core.checks import InputError
 from instgs.pointcloud.backbone import SparseBackbone, SparseUNet, make_sparse_tensor, unet_widths
+from instgs.pointcloud.batch import PointBatch, coarse_sites, collate_scenes
 from instgs.pointcloud.hais import losses as L
 from instgs.pointcloud.hais.config import HAISConfig
 from instgs.pointcloud.heads import MLPHead
 
 __all__ = ["HAIS", "HAISBatch", "collate_scenes", "Proposals", "coarse_sites"]
 
-
-@dataclass
-class HAISBatch:
-    """A packed batch of scenes.
-
-    Attributes:
-        coord: [N, 3] float32 metres.
-        feats: [N, 6] float32 point input features (rgb in [-1,1] + xyz centred per scene
-            when ``use_coords``; else [N, 3]).
-        semantic: [N] int64 (0..C-1 / -100). instance: [N] int64 globally unique / -100.
-        offsets: [B+1] int64 CSR row pointer of the scenes.
-        grid: :class:`instgs.pointcloud.voxelize.VoxelGrid` of the batch.
-        names: scene names.
-    """
-
-    coord: torch.Tensor
-    feats: torch.Tensor
-    semantic: torch.Tensor
-    instance: torch.Tensor
-    offsets: torch.Tensor
-    grid: object
-    names: list[str]
-
-    @property
-    def batch_ids(self) -> torch.Tensor:
-        """[N] int64 scene index of each point."""
-        counts = self.offsets[1:] - self.offsets[:-1]
-        return torch.repeat_interleave(torch.arange(len(counts)), counts)
-
-
-def collate_scenes(scenes: Sequence, cfg: HAISConfig) -> HAISBatch:
-    """Pack :class:`instgs.pointcloud.data.PointScene` objects into a :class:`HAISBatch`.
-
-    Voxelises at ``cfg.voxel_size`` (scenes never share voxels). Labels may be absent
-    (``semantic`` / ``instance`` None -> all -100), as for inference on unlabelled scans.
-
-    Raises:
-        InputError: no scenes, or a scene with no points.
-    """
-    from instgs.pointcloud.voxelize import voxelize
-
-    if len(scenes) == 0:
-        raise InputError("no scenes to collate", None, "pass at least one PointScene")
-    coords, feats, sems, insts, counts = [], [], [], [], [0]
-    inst_base = 0
-    for s in scenes:
-        c = torch.as_tensor(np.asarray(s.coord, dtype=np.float32))
-        if c.shape[0] == 0:
-            raise InputError(f"scene {s.name} has no points", None, "check the input files")
-        col = torch.as_tensor(np.asarray(s.color, dtype=np.float32))
-        f = [col]
-        if cfg.use_coords:
-            f.append(c - c.mean(0, keepdim=True))
-        n = c.shape[0]
-        sem = (torch.full((n,), -100, dtype=torch.int64) if s.semantic is None
-               else torch.as_tensor(np.asarray(s.semantic, dtype=np.int64)))
-        ins = (torch.full((n,), -100, dtype=torch.int64) if s.instance is None
-               else torch.as_tensor(np.asarray(s.instance, dtype=np.int64)).clone())
-        valid = ins >= 0
-        if valid.any():
-            _, ins[valid] = torch.unique(ins[valid], return_inverse=True)
-            ins[valid] += inst_base
-            inst_base = int(ins.max()) + 1
-        ins[~valid] = -100
-        coords.append(c)
-        feats.append(torch.cat(f, 1))
-        sems.append(sem)
-        insts.append(ins)
-        counts.append(n)
-    offsets = torch.cumsum(torch.tensor(counts, dtype=torch.int64), 0)
-    coord = torch.cat(coords)
-    counts_t = offsets[1:] - offsets[:-1]
-    batch = torch.repeat_interleave(torch.arange(len(scenes)), counts_t)
-    grid = voxelize(coord, cfg.voxel_size, batch=batch)
-    return HAISBatch(coord=coord, feats=torch.cat(feats), semantic=torch.cat(sems),
-                     instance=torch.cat(insts), offsets=offsets, grid=grid,
-                     names=[s.name for s in scenes])
-
-
-def coarse_sites(indices: torch.Tensor, levels: int) -> torch.Tensor:
-    """Active sites per batch item at the coarsest level of a ``levels``-level sparse UNet.
-
-    spconv's ``SparseConv3d(k=2, s=2)`` maps voxel ``x`` to ``x // 2``, so level ``l`` has
-    the sites ``unique(batch, x >> l)``; the count never grows with ``l``.
-
-    Args:
-        indices: [V, 4] int ``(batch, x, y, z)`` (``VoxelGrid.spconv_indices()``).
-        levels: UNet levels (1 = no down-sampling).
-
-    Returns:
-        [B] int64 site count per batch item (B = ``indices[:, 0].max() + 1``).
-    """
-    if indices.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    idx = indices.long()
-    coarse = torch.cat([idx[:, :1], idx[:, 1:] >> (levels - 1)], 1)
-    uniq = torch.unique(coarse, dim=0)
-    return torch.bincount(uniq[:, 0], minlength=int(idx[:, 0].max()) + 1)
+#: The packed batch of HAIS (the shared :class:`instgs.pointcloud.batch.PointBatch`).
+HAISBatch = PointBatch
 
 
 @dataclass
@@ -272,13 +176,9 @@ class HAIS(nn.Module):
     # -- point-wise prediction ----------------------------------------------------------------
     def backbone_features(self, batch: HAISBatch) -> torch.Tensor:
         """[N, m] point features F_point (voxel features gathered to points)."""
-        from instgs.pointcloud.voxelize import pool_to_voxels, scatter_to_points
+        from instgs.pointcloud.batch import sparse_forward
 
-        grid = batch.grid
-        vf = pool_to_voxels(batch.feats, grid, "mean")
-        x = make_sparse_tensor(vf, grid.spconv_indices(), grid.spatial_shape,
-                               len(batch.offsets) - 1, divisor=self.backbone.divisor)
-        return scatter_to_points(self.backbone(x).features, grid)
+        return sparse_forward(self.backbone, batch.feats, batch.grid, batch.num_scenes)[0]
 
     def forward(self, batch: HAISBatch) -> dict[str, torch.Tensor]:
         pf = self.backbone_features(batch)
@@ -329,15 +229,10 @@ class HAIS(nn.Module):
     def check_trainable(self, batch: HAISBatch) -> None:
         """Raise InputError when the batch fits in one cell of the backbone's coarsest level
         (training-mode BatchNorm there would see a single value per channel)."""
-        L = len(self.backbone.unet.widths)
-        sites = int(coarse_sites(batch.grid.spconv_indices(), L).sum())
-        if sites < 2:
-            cell = self.cfg.voxel_size * 2 ** (L - 1)
-            raise InputError(
-                f"training batch {batch.names} is too small for the backbone: its "
-                f"{batch.grid.num_voxels} voxels fall in one {cell:g} m cell of the coarsest "
-                f"of {L} levels", None, "train on larger scenes or crops (--max-points), or "
-                "use fewer --hais.levels or a smaller --hais.voxel-size")
+        from instgs.pointcloud.batch import check_trainable_grid
+
+        check_trainable_grid(batch.grid, len(self.backbone.unet.widths), self.cfg.voxel_size,
+                             batch.names)
 
     # -- training loss ------------------------------------------------------------------------
     def loss(self, batch: HAISBatch, progress: float) -> tuple[torch.Tensor, dict[str, float]]:

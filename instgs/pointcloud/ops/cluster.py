@@ -253,6 +253,17 @@ def _cluster_labels(clusters: Sequence[np.ndarray], sem_labels: np.ndarray) -> n
     return out
 
 
+def _check_class_statistics(cls: np.ndarray, num_mean: np.ndarray) -> None:
+    """InputError unless every cluster class ``cls`` [K] has ``num_mean[c] > 0``."""
+    inside = (cls >= 0) & (cls < len(num_mean))
+    if inside.all() and (num_mean[cls] > 0).all():
+        return
+    bad = sorted(set(cls[~inside].tolist()) | set(cls[inside][num_mean[cls[inside]] <= 0].tolist()))
+    raise InputError(f"no class statistics for cluster classes {bad}", None,
+                     "exclude background classes in point_aggregation or pass "
+                     "class_numpoint_mean > 0 for every foreground class")
+
+
 def set_aggregation(clusters: Sequence[np.ndarray], shifted_xyz: np.ndarray,
                     sem_labels: np.ndarray, class_numpoint_mean: Sequence[float],
                     class_radius_mean: Sequence[float], *, alpha: float = 0.01,
@@ -307,13 +318,7 @@ def set_aggregation(clusters: Sequence[np.ndarray], shifted_xyz: np.ndarray,
         return [], np.zeros(0, dtype=np.int64)
     clusters = [np.asarray(c, dtype=np.int64) for c in clusters]
     cls = _cluster_labels(clusters, lab)
-    if cls.min() < 0 or cls.max() >= len(num_mean) or (num_mean[cls] <= 0).any():
-        bad = sorted(set(cls[(cls < 0) | (cls >= len(num_mean))].tolist()) |
-                     set(cls[(cls >= 0) & (cls < len(num_mean))][
-                         num_mean[cls[(cls >= 0) & (cls < len(num_mean))]] <= 0].tolist()))
-        raise InputError(f"no class statistics for cluster classes {bad}", None,
-                         "exclude background classes in point_aggregation or pass "
-                         "class_numpoint_mean > 0 for every foreground class")
+    _check_class_statistics(cls, num_mean)
     sizes = np.array([len(c) for c in clusters], dtype=np.float64)
     centers = cluster_centers(clusters, p)
     is_frag = sizes < fragment_ratio * num_mean[cls]

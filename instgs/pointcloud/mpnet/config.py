@@ -1,0 +1,113 @@
+"""MPNet hyper-parameters (memory-augmented prototype network, seed 002;
+pointcloud-methods.md §P2). Defaults = the paper where it gives a value; no official code
+was found. Every ambiguity of §2.10 is a field:
+
+=====================================  =====================================================
+§2.10 item                             resolved by
+=====================================  =====================================================
+1 PointNet++ config, D, decoders,      PointNet++ SSG sem-seg (Qi et al. 2017, ASIS
+  G and fc                             vanilla) x ``width_scale``; D = last FP width (128);
+                                       two FP decoders; G = MLP(D, D, 3); fc = Linear(D, C)
+2 grouping, BlockMerging, label,       mean shift, ``bandwidth`` = sigma_v (ASIS); SGPN
+  confidence                           ``merge_min_overlap`` 7 / ``merge_min_new_size`` 30;
+                                       majority class; mean class probability
+3 cosine "distance", temperature       cosine similarity, ``temperature`` (paper: none = 1)
+4 lambda 0.1 vs 0.01                   ``lambda_ins`` = 0.1 (Sec. 3.5)
+5 R_ins norm, frame; R_seg reduction   L2 (not squared), block-local frame; mean over
+                                       points, sum over the other classes (as printed)
+6 squash then softmax-CE?              softmax CE on the squashed vector times
+                                       ``logit_scale`` (1 = literal)
+7 lr, momentum, epochs                 TrainConfig (Adam, beta1 0.9 = "momentum")
+8 input channels                       rgb features + block-local xyz positions
+                                       (x, y minus the block centre, z minus the block's
+                                       lowest point: translation invariant); the ASIS 9-d
+                                       room-normalised xyz are not used
+=====================================  =====================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from instgs.core.checks import InputError
+from instgs.pointcloud.netconfig import LabelSpaceFields
+
+__all__ = ["MPNetConfig"]
+
+
+@dataclass
+class MPNetConfig(LabelSpaceFields):
+    """All MPNet settings."""
+
+    label_space: str = "scannet20"
+    """Classes (``scannet20`` or ``semantickitti``)."""
+    block_size: float = 1.0
+    """Block edge in metres (paper: 1 m)."""
+    block_stride: float = 0.5
+    """Stride of the inference blocks (paper: 0.5 m)."""
+    block_points: int = 4096
+    """Points sampled per block (paper: 4096)."""
+    width_scale: float = 1.0
+    """Multiplies every PointNet++ SSG width (1 = the standard 64..512 / 128 widths)."""
+    sa_npoints: tuple[int, ...] = (1024, 256, 64, 16)
+    """Centroids of the four set-abstraction levels (PointNet++ SSG for 4096 points)."""
+    sa_radii: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8)
+    """Ball-query radii in metres (PointNet++ SSG)."""
+    sa_nsample: int = 32
+    """Neighbours per ball query (PointNet++ SSG)."""
+    memory_per_class: int = 150
+    """N_c prototypes per class (paper: 150)."""
+    temperature: float = 1.0
+    """Softmax temperature of both memory readers (paper: none = 1)."""
+    emb_dim: int = 5
+    """Instance embedding c' (paper: 5)."""
+    sigma_v: float = 0.5
+    """Pull margin of L_dis (paper, = ASIS)."""
+    sigma_d: float = 1.5
+    """Push margin of L_dis (paper, = ASIS)."""
+    margin_seg: float = 5.0
+    """Margin m of R_seg (paper)."""
+    lambda_ins: float = 0.1
+    """Weight of R_ins (Sec. 3.5: 0.1; Sec. 4.3 says 0.01)."""
+    logit_scale: float = 1.0
+    """The squashed vector times this is the softmax-CE input (1 = paper literal)."""
+    bandwidth: float | None = None
+    """Mean-shift bandwidth (None = sigma_v, ASIS)."""
+    merge_min_overlap: int = 7
+    """BlockMerging: shared points needed to join an existing instance (SGPN: 7)."""
+    merge_min_new_size: int = 30
+    """BlockMerging: points a new instance needs (SGPN: 30)."""
+    min_points: int = 100
+    """Drop final instances with fewer points (ScanNet benchmark minimum)."""
+    infer_batch: int = 16
+    """Blocks per forward pass at inference (memory / speed only)."""
+
+    def __post_init__(self) -> None:
+        from instgs.pointcloud.data.labels import label_space
+
+        label_space(self.label_space)
+        self.sa_npoints = tuple(int(v) for v in self.sa_npoints)
+        self.sa_radii = tuple(float(v) for v in self.sa_radii)
+        if len(self.sa_npoints) != len(self.sa_radii) or not self.sa_npoints:
+            raise InputError("sa_npoints and sa_radii need one entry per level")
+        if not (0 < self.block_stride <= self.block_size) or self.block_points < 1:
+            raise InputError("need 0 < block_stride <= block_size and block_points >= 1")
+        if self.width_scale <= 0 or self.memory_per_class < 1 or self.temperature <= 0:
+            raise InputError("width_scale, memory_per_class and temperature must be > 0")
+
+    @property
+    def mean_shift_bandwidth(self) -> float:
+        """``bandwidth`` or sigma_v."""
+        return self.bandwidth if self.bandwidth is not None else self.sigma_v
+
+    def widths(self) -> tuple[list[list[int]], list[list[int]]]:
+        """(SA MLP widths per level, FP MLP widths per level) after ``width_scale``."""
+        sa = [[32, 32, 64], [64, 64, 128], [128, 128, 256], [256, 256, 512]]
+        fp = [[256, 256], [256, 256], [256, 128], [128, 128, 128]]
+        L = len(self.sa_npoints)
+        sa, fp = sa[:L], fp[-L:]
+
+        def sc(v: int) -> int:
+            return max(4, int(round(v * self.width_scale)))
+
+        return [[sc(v) for v in m] for m in sa], [[sc(v) for v in m] for m in fp]

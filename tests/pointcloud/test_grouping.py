@@ -1,0 +1,136 @@
+"""HDBSCAN / mean shift on separated blobs, cluster -> instance conversion and SGPN block
+merging, each against its readable twin where it is ours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instgs.core.checks import InputError
+from instgs.pointcloud.ops import _reference_methods as ref
+from instgs.pointcloud.ops.blocks import block_merging, room_blocks
+from instgs.pointcloud.ops.grouping import (
+    clusters_to_instances,
+    hdbscan_labels,
+    mean_shift_labels,
+    relabel_first_seen,
+)
+
+
+def _blobs(centres, n=40, sigma=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.normal(c, sigma, (n, len(c))) for c in centres])
+    return x, np.repeat(np.arange(len(centres)), n)
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    return (relabel_first_seen(a) == relabel_first_seen(b)).all()
+
+
+def test_hdbscan_recovers_separated_blobs():
+    x, want = _blobs([(0,) * 8, (3,) + (0,) * 7, (0, 3) + (0,) * 6, (3, 3) + (0,) * 6])
+    labels, prob = hdbscan_labels(x, min_cluster_size=10)
+    assert _same_partition(labels, want)
+    assert ((prob >= 0) & (prob <= 1)).all()
+    few, _ = hdbscan_labels(x[:5], min_cluster_size=10)  # fewer points than a cluster
+    assert (few == -1).all()
+    with pytest.raises(InputError, match="NaN"):
+        hdbscan_labels(np.full((20, 2), np.nan), 5)
+
+
+def test_mean_shift_recovers_separated_blobs_and_matches_twin():
+    x, want = _blobs([(0, 0, 0, 0, 0), (2, 0, 0, 0, 0), (0, 2, 0, 0, 0)], n=30, sigma=0.08)
+    fast = mean_shift_labels(x, bandwidth=0.5)
+    assert _same_partition(fast, want)
+    for bin_seeding in (True, False):
+        assert (mean_shift_labels(x, 0.5, bin_seeding) ==
+                ref.mean_shift_labels(x, 0.5, bin_seeding)).all()
+    rng = np.random.default_rng(5)  # overlapping, unstructured points: still the same
+    y = rng.normal(size=(60, 2))
+    assert (mean_shift_labels(y, 0.7) == ref.mean_shift_labels(y, 0.7)).all()
+    assert mean_shift_labels(x[:1], 0.5).tolist() == [0]
+    with pytest.raises(InputError, match="bandwidth"):
+        mean_shift_labels(x, 0.0)
+
+
+def test_clusters_to_instances_majority_class_mean_probability():
+    labels = np.array([0, 0, 0, 1, 1, -1, 2])
+    prob = np.array([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4], [0.9, 0.1], [0.5, 0.5],
+                     [0.2, 0.8]])
+    out = clusters_to_instances(labels, prob, min_points=2)
+    assert [(p.tolist(), c) for p, c, _ in out] == [([0, 1, 2], 1), ([3, 4], 0)]
+    assert out[0][2] == pytest.approx((0.9 + 0.8 + 0.3) / 3)
+    assert clusters_to_instances(labels, prob, ignore_classes=(1,))[0][1] == 0
+    rng = np.random.default_rng(0)
+    lab = rng.integers(-1, 6, 200)
+    pr = rng.random((200, 4))
+    for kw in ({}, {"min_points": 30}, {"ignore_classes": (2,)}):
+        got = clusters_to_instances(lab, pr, **kw)
+        want = ref.clusters_to_instances(lab, pr, **kw)
+        assert [(g[0].tolist(), g[1]) for g in got] == [(w[0].tolist(), w[1]) for w in want]
+        np.testing.assert_allclose([g[2] for g in got], [w[2] for w in want])
+
+
+def test_room_blocks_cover_every_point_in_snake_order():
+    rng = np.random.default_rng(0)
+    xyz = np.c_[rng.uniform(0, 2.2, (500, 2)), rng.uniform(0, 1, 500)]
+    blocks = room_blocks(xyz, 1.0, 0.5)
+    covered = np.zeros(500, dtype=int)
+    for b in blocks:
+        covered[b] += 1
+        ext = xyz[b, :2].max(0) - xyz[b, :2].min(0)
+        assert (ext <= 1.0 + 1e-9).all()
+    assert covered.min() >= 1 and covered.max() <= 4
+    assert len(blocks) == 16  # starts 0, 0.5, 1, 1.5 per axis over ~2.2 m
+    y0 = [xyz[b, 1].min() for b in blocks[:8]]
+    assert y0[0] < y0[1] < y0[2] < y0[3] and y0[4] > y0[5] > y0[6] > y0[7]  # snake
+    with pytest.raises(InputError):
+        room_blocks(xyz, 1.0, 1.5)
+
+
+def _cut_object_room():
+    """A 1 m wide object from x = 0.5 to 1.5 cut by the border between two blocks."""
+    rng = np.random.default_rng(0)
+    obj = np.c_[rng.uniform(0.5, 1.5, 200), rng.uniform(0.2, 0.8, 200), rng.uniform(0, 1, 200)]
+    other = np.c_[rng.uniform(2.1, 2.4, 60), rng.uniform(0.2, 0.8, 60), rng.uniform(0, 1, 60)]
+    return np.concatenate([obj, other]), np.r_[np.zeros(200, int), np.ones(60, int)]
+
+
+def test_block_merging_joins_an_object_cut_by_a_block_border():
+    xyz, gt = _cut_object_room()
+    blocks = [np.flatnonzero(xyz[:, 0] < 1.2), np.flatnonzero(xyz[:, 0] >= 0.8)]
+    # each block sees the part of the object it holds as one group (its own ids)
+    groups = [(b, gt[b].copy(), np.array([4, 6])) for b in blocks]
+    labels = block_merging(len(xyz), groups)
+    assert len(np.unique(labels[gt == 0])) == 1 and (labels >= 0).all()
+    assert labels[gt == 0][0] != labels[gt == 1][0]
+    assert (labels == ref.block_merging(len(xyz), groups)).all()
+    # a different class in the overlap does not merge (SGPN compares the class)
+    other = [groups[0], (blocks[1], gt[blocks[1]].copy(), np.array([5, 6]))]
+    lab2 = block_merging(len(xyz), other)
+    assert len(np.unique(lab2[gt == 0])) == 2
+
+
+def test_block_merging_small_and_unmatched_groups():
+    idx = np.arange(40)
+    grp = np.r_[np.zeros(35, int), np.ones(5, int)]
+    labels = block_merging(40, [(idx, grp, np.array([2, 2]))], min_overlap=7, min_new_size=30)
+    assert (labels[:35] == 0).all() and (labels[35:] == -1).all()  # 5 points: dropped
+    with pytest.raises(InputError, match="group id"):
+        block_merging(40, [(idx, grp, np.array([2]))])
+    with pytest.raises(InputError, match="outside"):
+        block_merging(10, [(idx, grp, np.array([2, 2]))])
+
+
+def test_block_merging_matches_reference_twin_on_random_blocks():
+    rng = np.random.default_rng(7)
+    n = 300
+    for _trial in range(5):
+        groups = []
+        for _ in range(6):
+            idx = np.sort(rng.choice(n, rng.integers(40, 120), replace=False))
+            G = int(rng.integers(1, 5))
+            grp = rng.integers(-1, G, len(idx))
+            groups.append((idx, grp, rng.integers(2, 4, G)))
+        kw = {"min_overlap": int(rng.integers(1, 8)), "min_new_size": int(rng.integers(0, 30))}
+        assert (block_merging(n, groups, **kw) == ref.block_merging(n, groups, **kw)).all()
