@@ -4,6 +4,8 @@ inference returns instances. Sizes keep every test at a few seconds on one threa
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -141,6 +143,15 @@ def test_pointnet2_ops_match_reference_twins():
                                ref.three_nn_interpolate(new, xyz, feats))
 
 
+def _rows_of(scene, block):
+    """Row in ``scene`` of every point of ``block`` (matched by coordinates)."""
+    from scipy.spatial import cKDTree
+
+    d, i = cKDTree(scene.coord).query(block.coord)
+    assert d.max() < 1e-6
+    return i
+
+
 def test_mpnet_blocks_forward_and_learning():
     from instgs.pointcloud.data.transforms import RandomBlock
     from instgs.pointcloud.mpnet import MPNet, block_chunks, collate_blocks
@@ -154,6 +165,27 @@ def test_mpnet_blocks_forward_and_learning():
     blocks = [collate_blocks([crop(sc, rng) for _ in range(2)], cfg) for _ in range(4)]
     assert blocks[0].xyz.shape == (2, 256, 3)
     assert float(blocks[0].xyz[..., 2].min()) == 0.0  # block-local z
+    # features: rgb, then the room-normalised xyz of the whole scene (ASIS 9-d input)
+    assert blocks[0].feats.shape == (2, 256, 6)
+    one = crop(sc, rng)
+    room = (sc.coord - sc.coord.min(0)) / (sc.coord.max(0) - sc.coord.min(0))
+    np.testing.assert_allclose(one.extra["room_xyz"], room[_rows_of(sc, one)], atol=1e-6)
+    assert 0.0 <= float(blocks[0].feats[..., 3:].min()) and float(blocks[0].feats.max()) <= 1
+    with pytest.raises(InputError, match="room coordinates"):
+        bare = dataclasses.replace(one, extra={})
+        collate_blocks([bare], cfg)
+    # memory rows start at std sqrt(N_c): each class centroid starts at unit variance
+    from instgs.pointcloud.mpnet.memory import class_centroids
+
+    torch.manual_seed(1)
+    wide = dataclasses.replace(cfg, memory_per_class=64)
+    cents = class_centroids(MPNet(wide).memory.detach(), 64)
+    assert 0.85 < float(cents.std()) < 1.15 and 6 < float(MPNet(wide).memory.std()) < 10
+    plain = MPNet(dataclasses.replace(wide, memory_init_std=1.0)).memory.detach()
+    assert 0.9 < float(plain.std()) < 1.1
+    rgb_only = dataclasses.replace(cfg, room_coords=False)
+    assert collate_blocks([bare], rgb_only).feats.shape == (1, 256, 3)
+    assert MPNet(rgb_only)(blocks[0].xyz, blocks[0].feats[..., :3])["logits"].shape[-1] == 20
     out = model(blocks[0].xyz, blocks[0].feats)
     assert out["logits"].shape == (2, 256, 20) and out["embedding"].shape == (2, 256, 5)
     assert float(out["logits"].detach().norm(dim=-1).max()) <= cfg.logit_scale  # squashed

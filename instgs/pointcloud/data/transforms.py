@@ -41,6 +41,7 @@ __all__ = [
     "hais_train_transforms",
     "RandomTilt",
     "RandomBlock",
+    "room_coordinates",
     "ssen_train_transforms",
     "full_train_transforms",
 ]
@@ -227,10 +228,29 @@ class RandomTilt:
         return _with_coord(scene, scene.coord.astype(np.float64) @ rot.T)
 
 
+def room_coordinates(coord: np.ndarray) -> np.ndarray:
+    """Room-normalised coordinates, the last three of PointNet's / ASIS's 9-d block input:
+    ``(coord - min) / extent`` per axis over the whole room.
+
+    Args:
+        coord: [N, 3] float, metres (N >= 1).
+
+    Returns:
+        [N, 3] float32 in [0, 1] (an axis without extent gives 0).
+    """
+    c = np.asarray(coord, dtype=np.float64)
+    lo = c.min(0)
+    ext = c.max(0) - lo
+    return ((c - lo) / np.where(ext > 0, ext, 1.0)).astype(np.float32)
+
+
 @dataclass
 class RandomBlock:
     """Crop a random ``size`` x ``size`` xy column and sample ``num_points`` of its points
     (MPNet, seed 002 §2.6: 1 m blocks, 4096 points; PointNet / ASIS sampling).
+
+    The block keeps its points' room-normalised coordinates (:func:`room_coordinates` of
+    the whole scene, unless the scene already carries them) in ``extra["room_xyz"]``.
 
     The block centre is a random point of the scene (so blocks land where points are);
     blocks with more points are sub-sampled without replacement, smaller ones are filled
@@ -245,6 +265,9 @@ class RandomBlock:
         if not (self.size > 0 and self.num_points >= 1):
             raise InputError(f"need size > 0 and num_points >= 1, got {self.size}, "
                              f"{self.num_points}")
+        if "room_xyz" not in scene.extra:
+            scene = replace(scene, extra={**scene.extra,
+                                          "room_xyz": room_coordinates(scene.coord)})
         xy = scene.coord[:, :2].astype(np.float64)
         c = xy[rng.integers(scene.num_points)]
         idx = np.flatnonzero((np.abs(xy - c) <= self.size / 2).all(1))

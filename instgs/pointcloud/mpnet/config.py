@@ -47,6 +47,12 @@ class MPNetConfig(LabelSpaceFields):
     """Stride of the inference blocks (paper: 0.5 m)."""
     block_points: int = 4096
     """Points sampled per block (paper: 4096)."""
+    room_coords: bool = True
+    """Input features: rgb plus the room-normalised xyz (PointNet / ASIS / SGPN 9-d block
+    input with the block-local xyz as positions; the paper's list "R, G, B, X, Y, Z . . . ."
+    is cut off, pointcloud-methods.md §2.10.8). False: rgb only. Without them a 1 m block
+    of wall and one of a cabinet front look alike: 700 overfit steps reached AP50 19.6
+    (docs/pointcloud-networks.md)."""
     width_scale: float = 1.0
     """Multiplies every PointNet++ SSG width (1 = the standard 64..512 / 128 widths)."""
     sa_npoints: tuple[int, ...] = (1024, 256, 64, 16)
@@ -57,6 +63,13 @@ class MPNetConfig(LabelSpaceFields):
     """Neighbours per ball query (PointNet++ SSG)."""
     memory_per_class: int = 150
     """N_c prototypes per class (paper: 150)."""
+    memory_init_std: float | None = None
+    """Standard deviation of the random initial memory rows (the paper: "randomly
+    initialized", no scale). None = sqrt(N_c), so that each class centroid (the mean of N_c
+    rows) starts with unit variance per dimension; 1.0 = plain ``randn`` rows, whose
+    centroids start 1/sqrt(N_c) as long: the squash then sees tiny vectors and the semantic
+    loss barely moves (24 fixed ScanNet blocks, 50 steps: CE 1.35 against 0.37;
+    docs/pointcloud-networks.md)."""
     temperature: float = 1.0
     """Softmax temperature of both memory readers (paper: none = 1)."""
     emb_dim: int = 5
@@ -92,6 +105,8 @@ class MPNetConfig(LabelSpaceFields):
             raise InputError("sa_npoints and sa_radii need one entry per level")
         if not (0 < self.block_stride <= self.block_size) or self.block_points < 1:
             raise InputError("need 0 < block_stride <= block_size and block_points >= 1")
+        if self.memory_init_std is not None and self.memory_init_std <= 0:
+            raise InputError(f"memory_init_std must be > 0, got {self.memory_init_std}")
         if self.width_scale <= 0 or self.memory_per_class < 1 or self.temperature <= 0:
             raise InputError("width_scale, memory_per_class and temperature must be > 0")
 
@@ -99,6 +114,11 @@ class MPNetConfig(LabelSpaceFields):
     def mean_shift_bandwidth(self) -> float:
         """``bandwidth`` or sigma_v."""
         return self.bandwidth if self.bandwidth is not None else self.sigma_v
+
+    @property
+    def in_channels(self) -> int:
+        """Input feature channels: 3 (rgb) + 3 with ``room_coords``."""
+        return 6 if self.room_coords else 3
 
     def widths(self) -> tuple[list[list[int]], list[list[int]]]:
         """(SA MLP widths per level, FP MLP widths per level) after ``width_scale``."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from instgs.core.checks import InputError
-from instgs.pointcloud.mpnet.model import MPNet, block_local
+from instgs.pointcloud.mpnet.model import MPNet, block_features, block_local
 from instgs.pointcloud.prediction import Prediction, StageTimer
 
 __all__ = ["predict", "block_chunks", "STAGES"]
@@ -43,12 +43,16 @@ def block_chunks(idx: np.ndarray, size: int, rng: np.random.Generator) -> list[n
 def _run_network(model: MPNet, scene, chunks: list[np.ndarray]
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Per chunk: ([K, P, C] probabilities, [K, P, c'] embeddings)."""
+    from instgs.pointcloud.data.transforms import room_coordinates
+
     cfg = model.cfg
+    room = room_coordinates(scene.coord)
     probs, embs = [], []
     for s in range(0, len(chunks), cfg.infer_batch):
         part = chunks[s:s + cfg.infer_batch]
         xyz = torch.as_tensor(np.stack([block_local(scene.coord[c]) for c in part]))
-        feats = torch.as_tensor(np.stack([scene.color[c] for c in part]).astype(np.float32))
+        feats = torch.as_tensor(np.stack([block_features(scene.color[c], room[c], cfg)
+                                          for c in part]))
         out = model(xyz, feats)
         probs.append(out["logits"].softmax(-1).numpy())
         embs.append(out["embedding"].numpy())

@@ -5,7 +5,8 @@ and the heads: fc + squash (semantic), a linear embedding (c' = 5), a centroid M
 for R_ins). Loss (Eq. 7): ``L = L_CE + L_dis + R_seg + lambda R_ins``.
 
 Batches are blocks of equal size (:func:`collate_blocks`): block-local xyz positions
-(x, y minus the block's xy centre, z minus its lowest point) and rgb features.
+(x, y minus the block's xy centre, z minus its lowest point) and rgb (+ room-normalised
+xyz, ``room_coords``) features.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from instgs.pointcloud.mpnet import memory as mem
 from instgs.pointcloud.mpnet.config import MPNetConfig
 from instgs.pointcloud.pointnet2 import PointNet2Decoder, PointNet2Encoder
 
-__all__ = ["MPNet", "BlockBatch", "collate_blocks", "block_local"]
+__all__ = ["MPNet", "BlockBatch", "collate_blocks", "block_local", "block_features"]
 
 
 @dataclass
@@ -33,7 +34,8 @@ class BlockBatch:
 
     Attributes:
         xyz: [B, P, 3] float32 block-local coordinates (metres).
-        feats: [B, P, 3] float32 rgb in [-1, 1].
+        feats: [B, P, F] float32: rgb in [-1, 1], then the room-normalised xyz in [0, 1]
+            when ``cfg.room_coords`` (F = ``cfg.in_channels``).
         semantic: [B, P] int64 (-100 none). instance: [B, P] int64 per block (-100 none).
         names: scene name per block.
     """
@@ -52,6 +54,24 @@ def block_local(coord: np.ndarray) -> np.ndarray:
     lo, hi = c.min(0), c.max(0)
     out = c - np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
     return out.astype(np.float32)
+
+
+def block_features(color: np.ndarray, room_xyz: np.ndarray | None, cfg: MPNetConfig
+                   ) -> np.ndarray:
+    """Per-point input features of a block: [P, 3] rgb in [-1, 1], then, with
+    ``cfg.room_coords``, [P, 3] room-normalised xyz in [0, 1] -> [P, cfg.in_channels] float32.
+
+    Raises:
+        InputError: ``cfg.room_coords`` and no ``room_xyz`` (the block was not cut by
+            ``transforms.RandomBlock`` or :func:`instgs.pointcloud.mpnet.predict`).
+    """
+    color = np.asarray(color, np.float32)
+    if not cfg.room_coords:
+        return color
+    if room_xyz is None:
+        raise InputError("MPNet block without room coordinates", None,
+                         "cut blocks with transforms.RandomBlock, which adds them")
+    return np.concatenate([color, np.asarray(room_xyz, np.float32)], 1)
 
 
 def collate_blocks(scenes: Sequence, cfg: MPNetConfig) -> BlockBatch:
@@ -73,7 +93,8 @@ def collate_blocks(scenes: Sequence, cfg: MPNetConfig) -> BlockBatch:
 
     return BlockBatch(
         xyz=t([block_local(s.coord) for s in scenes], torch.float32),
-        feats=t([np.asarray(s.color, np.float32) for s in scenes], torch.float32),
+        feats=t([block_features(s.color, s.extra.get("room_xyz"), cfg) for s in scenes],
+                torch.float32),
         semantic=t([np.asarray(s.semantic) for s in scenes], torch.int64),
         instance=t([np.asarray(s.instance) for s in scenes], torch.int64),
         names=[s.name for s in scenes])
@@ -85,7 +106,7 @@ class MPNet(nn.Module):
     Args:
         cfg: :class:`MPNetConfig` (``load_setup("mpnet-tiny").mpnet`` on a CPU).
 
-    ``forward(xyz [B,P,3], feats [B,P,3]) -> dict`` with ``logits`` [B,P,C] (squashed x
+    ``forward(xyz [B,P,3], feats [B,P,F]) -> dict`` with ``logits`` [B,P,C] (squashed x
     ``logit_scale``), ``embedding`` [B,P,c'], ``centroid`` [B,P,3], ``seg_feat`` [B,P,D]
     (calibrated semantic features), ``centroids`` [C,D] (class centroids C).
     """
@@ -94,12 +115,15 @@ class MPNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         sa, fp = cfg.widths()
-        self.encoder = PointNet2Encoder(3, cfg.sa_npoints, cfg.sa_radii, cfg.sa_nsample, sa)
+        self.encoder = PointNet2Encoder(cfg.in_channels, cfg.sa_npoints, cfg.sa_radii,
+                                        cfg.sa_nsample, sa)
         self.dec_seg = PointNet2Decoder(self.encoder.channels, fp)
         self.dec_ins = PointNet2Decoder(self.encoder.channels, fp)
         D = self.dec_seg.out_channels
         C = cfg.num_classes
-        self.memory = nn.Parameter(torch.randn(C * cfg.memory_per_class, D))
+        std = (cfg.memory_per_class ** 0.5 if cfg.memory_init_std is None
+               else cfg.memory_init_std)
+        self.memory = nn.Parameter(torch.randn(C * cfg.memory_per_class, D) * std)
         self.fc = nn.Linear(D, C)
         self.embedding_head = nn.Linear(D, cfg.emb_dim)
         self.centroid_head = nn.Sequential(nn.Linear(D, D), nn.ReLU(inplace=True),
