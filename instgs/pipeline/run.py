@@ -216,10 +216,12 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     state = _State(run_dir, cfg)
     stages = [s for s in STAGES if s != "prepare" or cfg.images is not None]
     bar = tqdm(total=len(stages), desc="instgs run", disable=not cfg.progress, position=0)
+    tcfg = None  # the training config, once the scene exists (after prepare)
     try:
         for stage in stages:
             bar.set_description(f"instgs run: {stage}")
-            tcfg = None if stage == "prepare" else _train_config(cfg, scene, run_dir)
+            if stage != "prepare" and tcfg is None:
+                tcfg = _train_config(cfg, scene, run_dir)
             done = _done(stage, scene, run_dir, tcfg)
             if done:
                 log.info("%s: complete, skipped", stage)

@@ -63,7 +63,7 @@ class SegmentConfig:
     """Use at most one seed per this-many valid anchors (instgs; 0 = always ``num_seeds``, as
     released). Sub-objects under ``min_cluster_size_edges`` anchors get no merge edge, so
     1000 seeds on the ~4k observed anchors of a photo run (4 per seed) left 73 instances for
-    7 objects; the cap gives 154 seeds there and changes nothing on the 30k-anchor demo or
+    7 GT instances; the cap gives 154 seeds there and changes nothing on the 30k-anchor demo or
     the 81k-anchor ScanNet scene (docs/evaluation.md, "Seeds on sparse anchors")."""
     seed_pool: int = 200_000
     """FPS runs on the first this-many valid anchors (released ScanNet: 200k); all anchors
