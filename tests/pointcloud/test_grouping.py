@@ -8,7 +8,7 @@ import pytest
 
 from instgs.core.checks import InputError
 from instgs.pointcloud.ops import _reference_methods as ref
-from instgs.pointcloud.ops.blocks import block_merging, room_blocks
+from instgs.pointcloud.ops.blocks import block_merging, join_shared_groups, room_blocks
 from instgs.pointcloud.ops.grouping import (
     clusters_to_instances,
     hdbscan_labels,
@@ -122,15 +122,79 @@ def test_block_merging_small_and_unmatched_groups():
         block_merging(10, [(idx, grp, np.array([2, 2]))])
 
 
+def _random_blocks(rng, n: int, num_blocks: int):
+    """Blocks of 40-120 random points of n, each with 1-4 random groups (-1 = none) of
+    class 2 or 3."""
+    groups = []
+    for _ in range(num_blocks):
+        idx = np.sort(rng.choice(n, rng.integers(40, 120), replace=False))
+        G = int(rng.integers(1, 5))
+        groups.append((idx, rng.integers(-1, G, len(idx)), rng.integers(2, 4, G)))
+    return groups
+
+
 def test_block_merging_matches_reference_twin_on_random_blocks():
     rng = np.random.default_rng(7)
     n = 300
     for _trial in range(5):
-        groups = []
-        for _ in range(6):
-            idx = np.sort(rng.choice(n, rng.integers(40, 120), replace=False))
-            G = int(rng.integers(1, 5))
-            grp = rng.integers(-1, G, len(idx))
-            groups.append((idx, grp, rng.integers(2, 4, G)))
+        groups = _random_blocks(rng, n, 6)
         kw = {"min_overlap": int(rng.integers(1, 8)), "min_new_size": int(rng.integers(0, 30))}
         assert (block_merging(n, groups, **kw) == ref.block_merging(n, groups, **kw)).all()
+
+
+def _three_block_split():
+    """An object (points 0..89, class 4) on a row of three blocks. Blocks 1 and 2 each see a
+    part the other does not share enough of, so SGPN starts two ids; block 3 sees the
+    object whole. A neighbour (90..119, class 6) touches the last block."""
+    b1 = np.arange(0, 40)
+    b2 = np.arange(36, 80)  # 4 shared points < min_overlap 7
+    b3 = np.r_[np.arange(0, 90), np.arange(90, 120)]
+    groups = [(b1, np.zeros(40, int), np.array([4])),
+              (b2, np.zeros(44, int), np.array([4])),
+              (b3, (b3 >= 90).astype(int), np.array([4, 6]))]
+    cls = np.r_[np.full(90, 4), np.full(30, 6)]
+    return groups, cls
+
+
+def test_join_shared_groups_joins_an_object_sgpn_left_split():
+    groups, cls = _three_block_split()
+    room = block_merging(120, groups)
+    assert len(np.unique(room[:90])) >= 2  # SGPN alone: the object keeps two ids
+    out = join_shared_groups(room, groups, cls, min_share=0.05)
+    assert len(np.unique(out[:90])) == 1 and out[0] != out[100]
+    assert (out == ref.join_shared_groups(room, groups, cls, 0.05)).all()
+    # an instance of another class is never joined, however much of the group it holds:
+    # the neighbour has its own block first, then block 3 groups everything as class 4
+    groups = [(np.arange(90, 120), np.zeros(30, int), np.array([6]))] + groups[:2] + [
+        (groups[2][0], np.zeros(120, int), np.array([4]))]
+    room = block_merging(120, groups, min_new_size=10)
+    assert room[100] != room[0]
+    out = join_shared_groups(room, groups, cls, min_share=0.05)
+    assert len(np.unique(out[:90])) == 1 and out[0] != out[100]
+    # a share below min_share does not join
+    out = join_shared_groups(block_merging(120, _three_block_split()[0]),
+                             _three_block_split()[0], cls, min_share=0.6)
+    assert len(np.unique(out[:90])) >= 2
+
+
+def test_join_shared_groups_errors_and_twin_on_random_blocks():
+    with pytest.raises(InputError, match="point classes"):
+        join_shared_groups(np.zeros(5, int), [], np.zeros(4, int))
+    with pytest.raises(InputError, match="min_share"):
+        join_shared_groups(np.zeros(5, int), [], np.zeros(5, int), min_share=0.0)
+    # ids are compacted over the ids in use (id 1 holds no point here)
+    room = np.array([0, 0, 2, 2, 3, 3])
+    blocks = [(np.arange(6), np.array([0, 0, 0, 0, 1, 1]), np.array([1, 1]))]
+    out = join_shared_groups(room, blocks, np.ones(6, int))
+    assert out.tolist() == [0, 0, 0, 0, 1, 1]
+    assert out.tolist() == ref.join_shared_groups(room, blocks, np.ones(6, int)).tolist()
+    rng = np.random.default_rng(11)
+    n = 300
+    for _trial in range(5):
+        groups = _random_blocks(rng, n, 8)
+        room = block_merging(n, groups, min_overlap=3, min_new_size=5)
+        cls = rng.integers(2, 4, n)
+        share = float(rng.uniform(0.05, 0.4))
+        out = join_shared_groups(room, groups, cls, share)
+        assert (out == ref.join_shared_groups(room, groups, cls, share)).all()
+        assert ((out >= 0) == (room >= 0)).all()

@@ -2,7 +2,8 @@
 the room is cut into 1 m blocks with a 0.5 m stride; every block runs through the network
 (in chunks of ``block_points``); per block, mean shift (bandwidth sigma_v) groups the
 embeddings of the points not predicted as background; SGPN BlockMerging joins the block
-groups in snake order; the semantic probabilities of a point are averaged over its blocks;
+groups in snake order, then the room instances one block group spans are joined
+(``merge_join_share``, instgs); the semantic probabilities of a point are averaged over its blocks;
 an instance's class is its majority class and its confidence the mean probability of that
 class (the paper gives neither). No NMS.
 """
@@ -94,7 +95,7 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
         InputError: empty scene.
     """
     from instgs.pointcloud.evaluate import InstancePred
-    from instgs.pointcloud.ops.blocks import block_merging, room_blocks
+    from instgs.pointcloud.ops.blocks import block_merging, join_shared_groups, room_blocks
     from instgs.pointcloud.ops.grouping import clusters_to_instances
 
     model.eval()
@@ -132,8 +133,10 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
     groups = [_block_groups(cfg, idx, blk_prob[b], blk_emb[b]) for b, idx in enumerate(blocks)]
     t.lap("mean_shift")
     labels = block_merging(n, groups, cfg.merge_min_overlap, cfg.merge_min_new_size)
-    t.lap("block_merging")
     prob = prob_sum / np.maximum(hits, 1)[:, None]
+    if cfg.merge_join_share > 0:
+        labels = join_shared_groups(labels, groups, prob.argmax(1), cfg.merge_join_share)
+    t.lap("block_merging")
     instances = []
     for pts, cls, score in clusters_to_instances(labels, prob, cfg.min_points,
                                                  cfg.background_classes):

@@ -9,6 +9,7 @@ same signatures and outputs as the fast code; only for tests on small inputs:
   (Comaniciu & Meer's flat-kernel mean shift with scikit-learn's seeding and mode pruning)
 * :func:`clusters_to_instances` -> ``instgs.pointcloud.ops.grouping.clusters_to_instances``
 * :func:`block_merging` -> ``instgs.pointcloud.ops.blocks.block_merging`` (SGPN, per point)
+* :func:`join_shared_groups` -> ``instgs.pointcloud.ops.blocks.join_shared_groups``
 * :func:`semantic_regularizer`, :func:`instance_regularizer`, :func:`dice_loss` ->
   ``instgs.pointcloud.mpnet.memory`` (MPNet Eq. 3-4) and ``instgs.pointcloud.losses``
 * :func:`farthest_point_sample`, :func:`ball_query`, :func:`three_nn_interpolate` ->
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 __all__ = ["discriminative_loss", "match_costs", "hungarian_match", "mean_shift_labels",
-           "clusters_to_instances", "block_merging", "semantic_regularizer",
+           "clusters_to_instances", "block_merging", "join_shared_groups", "semantic_regularizer",
            "instance_regularizer", "dice_loss", "farthest_point_sample", "ball_query",
            "three_nn_interpolate"]
 
@@ -222,6 +223,39 @@ def block_merging(num_points, blocks, min_overlap=7, min_new_size=30):
                 volume[p] = target[g]
                 volume_sem[p] = int(gsem[g])
     return np.array([volume.get(i, -1) for i in range(num_points)], dtype=np.int64)
+
+
+def join_shared_groups(room, blocks, point_class, min_share=0.1):
+    """Loop twin of ``ops.blocks.join_shared_groups``: union-find with dictionaries."""
+    room = [int(v) for v in room]
+    ids = sorted({v for v in room if v >= 0})
+    votes: dict[int, Counter] = {i: Counter() for i in ids}
+    for v, c in zip(room, point_class):
+        if v >= 0:
+            votes[v][int(c)] += 1
+    cls = {i: min(c for c, n in votes[i].items() if n == max(votes[i].values())) for i in ids}
+    parent = {i: i for i in ids}
+
+    def find(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for idx, grp, gsem in blocks:
+        members: dict[int, list[int]] = {}
+        for p, g in zip(idx, grp):
+            if int(g) >= 0:
+                members.setdefault(int(g), []).append(room[int(p)])
+        for g, rs in members.items():
+            share = Counter(r for r in rs if r >= 0)
+            keep = sorted(r for r, n in share.items()
+                          if n >= min_share * len(rs) and cls[r] == int(gsem[g]))
+            for r in keep[1:]:
+                a, b = find(keep[0]), find(r)
+                parent[max(a, b)] = min(a, b)
+    roots = sorted({find(i) for i in ids})
+    new = {r: j for j, r in enumerate(roots)}
+    return np.array([new[find(v)] if v >= 0 else -1 for v in room], dtype=np.int64)
 
 
 def _dist(a, b) -> float:
