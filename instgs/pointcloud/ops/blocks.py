@@ -185,10 +185,10 @@ def join_shared_groups(room: np.ndarray,
     if k == 0:
         return room.copy()
     has = room >= 0
-    cls = np.zeros(k, np.int64)
-    pairs, cnt = np.unique(room[has] * (point_class.max() + 1) + point_class[has],
-                           return_counts=True)
-    rid, rc = pairs // (point_class.max() + 1), pairs % (point_class.max() + 1)
+    cls = np.zeros(k, np.int64)  # majority point class per room id (ties: smaller class)
+    c = int(point_class.max()) + 1
+    pairs, cnt = np.unique(room[has] * c + point_class[has], return_counts=True)
+    rid, rc = pairs // c, pairs % c
     order = np.lexsort((rc, -cnt, rid))
     first = order[np.r_[True, rid[order][1:] != rid[order][:-1]]]
     cls[rid[first]] = rc[first]
