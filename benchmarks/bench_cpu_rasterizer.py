@@ -15,8 +15,13 @@ so the backward touches every channel.
   scaled linearly to the full image (the per-pixel cost is the same for every pixel: every
   pixel is composited against every visible Gaussian), plus the shared projection time.
 
+* gsplat (``--gsplat``, needs CUDA): the same scene, loss and timing on
+  ``render(..., backend="gsplat")`` with the tensors on the GPU, synchronised before every
+  clock read (``--gpu-iters`` timed iterations after ``--gpu-warmup``; the first call also
+  builds nothing, gsplat's ops are loaded before the clock starts).
+
 Usage:
-    python benchmarks/bench_cpu_rasterizer.py --out bench.json [--gaussians 50000]
+    python benchmarks/bench_cpu_rasterizer.py --out bench.json [--gaussians 50000] [--gsplat]
 """
 
 from __future__ import annotations
@@ -97,6 +102,39 @@ def time_cpu(gs, cams, feats, iters: int, warmup: int) -> tuple[float, list[floa
     return statistics.median(times), times, stats
 
 
+def time_gsplat(gs, cams, feats, iters: int, warmup: int) -> dict:
+    """gsplat forward + backward on CUDA with the loss of :func:`time_cpu` (seconds/iter)."""
+    from instgs.render import render
+
+    dev = torch.device("cuda")
+    gs = Gaussians(*(getattr(gs, f).to(dev) for f in
+                     ("means", "quats", "scales", "opacities", "colors")))
+    g, f, params = _leaf_inputs(gs, feats.to(dev))
+    cams = cams.to(dev)
+    target = torch.rand(1, cams.height, cams.width, 3, device=dev)
+    times, fwd = [], []
+    for it in range(warmup + iters):
+        for p in params + [f]:
+            p.grad = None
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = render(g, cams, features=f, backend="gsplat")
+        torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        loss = ((out.rgb - target).abs().mean() + out.depth.abs().mean()
+                + (out.features ** 2).mean())
+        loss.backward()
+        torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if it >= warmup:
+            times.append(t2 - t0)
+            fwd.append(t1 - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times),
+            "forward_median_s": statistics.median(fwd), "times_s": times,
+            "visible": int((out.radii > 0).sum()), "device": torch.cuda.get_device_name(),
+            "iters": iters}
+
+
 def time_reference(gs, cams, feats, ref_pixels: int, seed: int = 0) -> dict:
     """Dense reference forward+backward on a pixel subset of the same image, scaled up."""
     from instgs.render._torch_ref import _composite
@@ -136,6 +174,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ref-pixels", type=int, default=2048)
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--gsplat", action="store_true", help="also time gsplat on CUDA")
+    ap.add_argument("--gpu-iters", type=int, default=50)
+    ap.add_argument("--gpu-warmup", type=int, default=5)
     ap.add_argument("--out", type=Path, default=None, help="write results as JSON here")
     args = ap.parse_args()
 
@@ -157,6 +198,13 @@ def main() -> None:
           f"{stats['process_cpu_median_s']:.4f} s/iter), {stats['visible']} visible Gaussians, "
           f"mean 3-sigma radius {stats['mean_radius_px']:.1f} px, {args.threads} threads, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if args.gsplat:
+        gpu = time_gsplat(gs, cams, feats, args.gpu_iters, args.gpu_warmup)
+        result["gsplat"] = gpu
+        result["gsplat_speedup_over_cpu"] = med / gpu["median_s"]
+        print(f"gsplat backend: {gpu['median_s'] * 1e3:.2f} ms/iter forward+backward (median of "
+              f"{args.gpu_iters}, forward {gpu['forward_median_s'] * 1e3:.2f} ms) on "
+              f"{gpu['device']}; {result['gsplat_speedup_over_cpu']:.0f}x the cpu backend here")
     if not args.skip_reference:
         ref = time_reference(gs, cams, feats, args.ref_pixels)
         result["torch_reference"] = ref

@@ -61,6 +61,7 @@ from torch import Tensor
 
 from instgs.core.artifacts import atomic_save_npz, config_to_dict
 from instgs.core.checks import InputError
+from instgs.render import backend_for_device
 from instgs.run import LanguageFeatures, LoadedRun, labels_digest
 
 from .matching import (ViewMatches, mask_mean_features, match_containment, match_masks,
@@ -300,8 +301,8 @@ def associate(run: LoadedRun, anchor_labels: np.ndarray, cfg: LanguageConfig | N
                          "rerun `instgs segment RUN`")
     level = cfg.sam_level or tcfg.sam_level
     mapped = bool(tcfg.render_mapped_features)
-    # matching runs on CPU tensors (decoded Gaussians are moved there): gsplat -> auto
-    backend = "auto" if tcfg.backend == "gsplat" else tcfg.backend
+    # matching runs on CPU tensors (decoded Gaussians are moved there)
+    backend = backend_for_device(tcfg.backend, "cpu")
     feat_dir = Path(scene.root) / getattr(tcfg, "masks_dir", "language_features")
     if not feat_dir.is_dir():
         raise InputError("no SAM masks for this scene", feat_dir,

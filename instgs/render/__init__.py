@@ -7,9 +7,9 @@ Importing this package is cheap: nothing is compiled or imported from gsplat her
 
 from __future__ import annotations
 
-from ._api import render, resolve_backend
+from ._api import backend_for_device, render, resolve_backend
 from ._types import BackendUnavailableError, RenderOutput
 from .projection import Projection, project
 
 __all__ = ["render", "RenderOutput", "BackendUnavailableError", "project", "Projection",
-           "resolve_backend"]
+           "resolve_backend", "backend_for_device"]

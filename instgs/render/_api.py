@@ -15,7 +15,7 @@ from instgs.core.gaussians import Gaussians
 from ._types import BackendUnavailableError, RenderOutput
 from .projection import Projection, project
 
-__all__ = ["render", "resolve_backend"]
+__all__ = ["render", "resolve_backend", "backend_for_device"]
 
 Backend = Literal["auto", "cpu", "gsplat", "torch"]
 _BACKENDS = ("auto", "cpu", "gsplat", "torch")
@@ -59,6 +59,34 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         _warn_once("cpu", f"{e} Rendering with the slow pure-PyTorch reference "
                           "(backend='torch').")
     return "torch"
+
+
+def backend_for_device(backend: str, device: torch.device | str) -> str:
+    """``backend`` where it can render tensors on ``device``, else ``"auto"``.
+
+    A run trained with ``--backend gsplat`` on a GPU is later loaded on the CPU by
+    ``instgs segment`` / ``language`` (and one trained with ``--backend cpu`` may be loaded
+    on CUDA): the device-bound backends ``gsplat`` (CUDA only) and ``cpu`` (CPU only) fall
+    back to ``auto``, which picks the right one for the tensors; ``torch`` and ``auto`` run
+    anywhere and are kept.
+
+    Args:
+        backend: "auto" | "cpu" | "gsplat" | "torch" (a run's ``cfg.backend``).
+        device: where the Gaussians to render live.
+
+    Returns:
+        The backend name to pass to :func:`render`.
+
+    Raises:
+        InputError: unknown backend name.
+    """
+    if backend not in _BACKENDS:
+        raise InputError(f"unknown render backend {backend!r}",
+                         fix=f"use one of {', '.join(_BACKENDS)}")
+    kind = torch.device(device).type
+    if (backend == "gsplat" and kind != "cuda") or (backend == "cpu" and kind != "cpu"):
+        return "auto"
+    return backend
 
 
 def render(gaussians: Gaussians, cameras: Cameras, *, features: Tensor | None = None,

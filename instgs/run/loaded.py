@@ -194,6 +194,15 @@ class LoadedRun:
         """The provenance record of this checkpoint (see :mod:`instgs.run.provenance`)."""
         return source_of(self.checkpoint, self.cfg)
 
+    @property
+    def render_backend(self) -> str:
+        """The run's rasterizer backend where it renders tensors on the model's device, else
+        ``auto`` (a run trained with ``--backend gsplat`` and loaded on the CPU renders with
+        the CPU kernel; :func:`instgs.render.backend_for_device`)."""
+        from instgs.render import backend_for_device
+
+        return backend_for_device(self.cfg.backend, self.model.anchors.device)
+
     def decode(self, i: int) -> NeuralGaussians:
         """Neural Gaussians of view ``i`` (see :meth:`ScaffoldModel.decode`)."""
         cam = self.scene.cameras[i].to(self.model.anchors.device)

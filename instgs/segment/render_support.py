@@ -87,7 +87,7 @@ def observed_anchors(run, views: list[int] | None = None, require_mask: bool = T
     for i in tqdm(views, desc="observed anchors", disable=not progress, leave=False):
         ng = run.decode(i)
         out = render(ng.gaussians, run.scene.cameras[i], return_top_ids=True,
-                     backend=run.cfg.backend)
+                     backend=run.render_backend)
         top = out.top_ids[0]
         ok = top >= 0
         if require_mask:
@@ -170,7 +170,7 @@ def collect_mask_hits(run, views: list[int] | None = None, loose_factor: float =
     cols: list[list[np.ndarray]] = [[], [], [], [], []]
     for i in tqdm(views, desc="anchor/mask hits", disable=not progress, leave=False):
         cam = run.scene.cameras[i]
-        out = render(run.decode(i).gaussians, cam, backend=run.cfg.backend)
+        out = render(run.decode(i).gaussians, cam, backend=run.render_backend)
         args = (anchors, cam.viewmats[0], cam.Ks[0], out.depth[0], out.alpha[0])
         idx, pix = visible_points(*args, tol_abs=lc.visibility_tol_abs * loose_factor,
                                   tol_rel=lc.visibility_tol_rel * loose_factor)
@@ -330,7 +330,7 @@ def codebook_refine_fn(run, iters: int = 300, lr: float = 1e-3, progress: bool =
             cb = F.normalize(codebook, dim=-1)
             f = torch.where(on[:, None], cb[a_sub.clamp(min=0)], feats[ng.anchor_ids])
             out = render(ng.gaussians.detached(), run.scene.cameras[i], features=(f + 1) / 2,
-                         backend=run.cfg.backend)
+                         backend=run.render_backend)
             sem = instance_feature_losses(out.features[0], out.alpha[0], masks[i], cfg,
                                           "joint", mapped=True)
             loss = cfg.lambda_separation * sem["separation"] + \

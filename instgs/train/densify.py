@@ -217,16 +217,19 @@ def grow_anchors(model: ScaffoldModel, optimizer: torch.optim.Optimizer, stats: 
         n_new = int(keep.sum())
         centres = uniq[keep].float() * size
         # feature of a new anchor = elementwise max over the candidate parents in its voxel
-        feat = torch.full((uniq.shape[0], feats_rep.shape[1]), -torch.inf)
+        dev = grads.device  # every new row is built on the model's device (CUDA runs)
+        feat = torch.full((uniq.shape[0], feats_rep.shape[1]), -torch.inf, device=dev,
+                          dtype=feats_rep.dtype)
         feat = feat.scatter_reduce(0, inverse[:, None].expand(-1, feats_rep.shape[1]),
                                    feats_rep[cand], reduce="amax", include_self=True)[keep]
         new_rows["anchors"].append(centres)
-        new_rows["offsets"].append(torch.zeros(n_new, k, 3))
+        new_rows["offsets"].append(torch.zeros(n_new, k, 3, device=dev))
         new_rows["anchor_feat"].append(feat)
-        new_rows["log_scaling"].append(torch.full((n_new, 6), float(torch.log(torch.tensor(size)))))
+        log_size = float(torch.log(torch.tensor(size)))
+        new_rows["log_scaling"].append(torch.full((n_new, 6), log_size, device=dev))
         if ins_rep is not None:
-            first = torch.full((uniq.shape[0],), -1, dtype=torch.long)
-            order = torch.arange(inverse.shape[0])
+            first = torch.full((uniq.shape[0],), -1, dtype=torch.long, device=dev)
+            order = torch.arange(inverse.shape[0], device=dev)
             first = first.scatter_reduce(0, inverse, order, reduce="amax", include_self=True)
             new_rows["ins_feat"].append(ins_rep[cand][first[keep]])
         existing = torch.cat([existing, centres], dim=0)

@@ -11,7 +11,8 @@ from _render_scenes import identity_camera, look_cameras, random_gaussians
 
 from instgs.core.checks import InputError, ShapeError
 from instgs.core.gaussians import Gaussians
-from instgs.render import BackendUnavailableError, RenderOutput, render, resolve_backend
+from instgs.render import (BackendUnavailableError, RenderOutput, backend_for_device, render,
+                           resolve_backend)
 
 
 def test_shape_errors():
@@ -45,6 +46,18 @@ def test_gsplat_backend_without_cuda_raises_clear_error():
         pytest.skip("this machine has CUDA")
     with pytest.raises(BackendUnavailableError, match="CUDA"):
         render(random_gaussians(5), identity_camera(8, 8, 10.0), backend="gsplat")
+
+
+def test_backend_for_device_falls_back_to_auto_only_where_needed():
+    # gsplat renders CUDA tensors only, the C++ kernel CPU tensors only
+    assert backend_for_device("gsplat", "cpu") == "auto"
+    assert backend_for_device("gsplat", torch.device("cuda", 0)) == "gsplat"
+    assert backend_for_device("cpu", "cuda") == "auto"
+    assert backend_for_device("cpu", "cpu") == "cpu"
+    for b in ("auto", "torch"):
+        assert backend_for_device(b, "cpu") == b == backend_for_device(b, "cuda")
+    with pytest.raises(InputError, match="unknown render backend"):
+        backend_for_device("vulkan", "cpu")
 
 
 def test_auto_backend_on_cpu_uses_native_kernel():

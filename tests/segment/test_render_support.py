@@ -177,3 +177,14 @@ def test_collect_mask_hits_with_the_occlusion_test(tiny_run):
     hits = collect_mask_hits(run, loose_factor=2.0, progress=False)
     assert hits.strict.sum() <= plain.strict.sum()
     assert not (hits.strict & ~plain.strict).any()
+
+
+def test_a_run_trained_with_gsplat_segments_on_the_cpu(tiny_run):
+    # A GPU run records backend "gsplat"; `instgs segment` loads it on the CPU, where the
+    # render helpers must fall back to the CPU kernel instead of refusing CPU tensors.
+    gpu_trained = dataclasses.replace(tiny_run,
+                                      cfg=dataclasses.replace(tiny_run.cfg, backend="gsplat"))
+    assert gpu_trained.render_backend == "auto"
+    for rule in ("projected", "top"):
+        np.testing.assert_array_equal(observed_anchors(gpu_trained, rule=rule, progress=False),
+                                      observed_anchors(tiny_run, rule=rule, progress=False))
