@@ -69,66 +69,59 @@ def _leaf_inputs(gs: Gaussians, feats: torch.Tensor):
     return Gaussians(*params), feats.clone().requires_grad_(True), params
 
 
-def time_cpu(gs, cams, feats, iters: int, warmup: int) -> tuple[float, list[float], dict]:
+def _timed_iterations(gs, cams, feats, backend: str, iters: int, warmup: int):
+    """Forward + backward of ``render(..., backend)`` with the benchmark loss; on CUDA the
+    clock reads are synchronised. Returns (wall s, forward s, process CPU s) per timed
+    iteration and the last RenderOutput."""
     from instgs.render import render
 
+    dev = gs.means.device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     g, f, params = _leaf_inputs(gs, feats)
-    target = torch.rand(1, cams.height, cams.width, 3)
+    target = torch.rand(1, cams.height, cams.width, 3, device=dev)
     times, fwd, cpu = [], [], []
-    stats = {}
     for it in range(warmup + iters):
         for p in params + [f]:
             p.grad = None
+        sync()
         c0 = time.process_time()
         t0 = time.perf_counter()
-        out = render(g, cams, features=f, backend="cpu")
+        out = render(g, cams, features=f, backend=backend)
+        sync()
         t1 = time.perf_counter()
         loss = ((out.rgb - target).abs().mean() + out.depth.abs().mean()
                 + (out.features ** 2).mean())
         loss.backward()
+        sync()
         t2 = time.perf_counter()
         if it >= warmup:
             times.append(t2 - t0)
             fwd.append(t1 - t0)
             cpu.append(time.process_time() - c0)
-        stats = {"visible": int((out.radii > 0).sum()),
-                 "mean_radius_px": float(out.radii[out.radii > 0].float().mean()),
-                 "mean_alpha": float(out.alpha.detach().mean())}
-    stats["forward_median_s"] = statistics.median(fwd)
-    stats["min_s"] = min(times)
-    # CPU seconds of all threads per iteration: on an idle machine the wall time is about
-    # this divided by the thread count; on a shared one the wall time also holds waiting.
-    stats["process_cpu_median_s"] = statistics.median(cpu)
+    return times, fwd, cpu, out
+
+
+def time_cpu(gs, cams, feats, iters: int, warmup: int) -> tuple[float, list[float], dict]:
+    """The ``cpu`` backend: (median s/iter, the times, statistics of the scene and timing)."""
+    times, fwd, cpu, out = _timed_iterations(gs, cams, feats, "cpu", iters, warmup)
+    stats = {"visible": int((out.radii > 0).sum()),
+             "mean_radius_px": float(out.radii[out.radii > 0].float().mean()),
+             "mean_alpha": float(out.alpha.detach().mean()),
+             "forward_median_s": statistics.median(fwd), "min_s": min(times),
+             # CPU seconds of all threads per iteration: on an idle machine the wall time
+             # is about this divided by the thread count; on a shared one it also holds
+             # waiting.
+             "process_cpu_median_s": statistics.median(cpu)}
     return statistics.median(times), times, stats
 
 
 def time_gsplat(gs, cams, feats, iters: int, warmup: int) -> dict:
     """gsplat forward + backward on CUDA with the loss of :func:`time_cpu` (seconds/iter)."""
-    from instgs.render import render
-
     dev = torch.device("cuda")
     gs = Gaussians(*(getattr(gs, f).to(dev) for f in
                      ("means", "quats", "scales", "opacities", "colors")))
-    g, f, params = _leaf_inputs(gs, feats.to(dev))
-    cams = cams.to(dev)
-    target = torch.rand(1, cams.height, cams.width, 3, device=dev)
-    times, fwd = [], []
-    for it in range(warmup + iters):
-        for p in params + [f]:
-            p.grad = None
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = render(g, cams, features=f, backend="gsplat")
-        torch.cuda.synchronize()
-        t1 = time.perf_counter()
-        loss = ((out.rgb - target).abs().mean() + out.depth.abs().mean()
-                + (out.features ** 2).mean())
-        loss.backward()
-        torch.cuda.synchronize()
-        t2 = time.perf_counter()
-        if it >= warmup:
-            times.append(t2 - t0)
-            fwd.append(t1 - t0)
+    times, fwd, _, out = _timed_iterations(gs, cams.to(dev), feats.to(dev), "gsplat", iters,
+                                           warmup)
     return {"median_s": statistics.median(times), "min_s": min(times),
             "forward_median_s": statistics.median(fwd), "times_s": times,
             "visible": int((out.radii > 0).sum()), "device": torch.cuda.get_device_name(),
