@@ -6,7 +6,8 @@ import itertools
 
 import numpy as np
 
-__all__ = ["fps_ref", "voxel_adjacency_ref", "merge_clusters_ref", "nearest_seed_ref"]
+__all__ = ["fps_ref", "voxel_adjacency_ref", "merge_clusters_ref", "nearest_seed_ref",
+           "mask_consensus_merge_ref"]
 
 
 def fps_ref(points, k: int, start: int = 0) -> list[int]:
@@ -99,3 +100,48 @@ def merge_clusters_ref(cluster_feats, adjacency, sizes, feat_threshold: float,
                     queue.append(v)
         nxt += 1
     return comp
+
+
+def mask_consensus_merge_ref(labels, hits, graph, min_share=0.5, min_together=0.5,
+                             min_views=2, min_anchors=5) -> list[int]:
+    """Loop twin of :func:`instgs.segment.consensus.mask_consensus_merge` (tests only)."""
+    labels = [int(x) for x in labels]
+    g = graph.tocoo()
+    edges = list(zip(g.row.tolist(), g.col.tolist()))
+    rows = [(a, v, m) for a, v, m, s in zip(hits.anchor.tolist(), hits.view.tolist(),
+                                            hits.mask.tolist(), hits.strict.tolist())
+            if s and m >= 0]
+    while True:
+        seen: dict[tuple[int, int], int] = {}  # (view, instance) -> sightings
+        in_mask: dict[tuple[int, int, int], int] = {}  # (view, mask, instance) -> sightings
+        for a, v, m in rows:
+            seen[v, labels[a]] = seen.get((v, labels[a]), 0) + 1
+            in_mask[v, m, labels[a]] = in_mask.get((v, m, labels[a]), 0) + 1
+        views = sorted({v for v, _ in seen})
+        touching = sorted({(min(labels[i], labels[j]), max(labels[i], labels[j]))
+                           for i, j in edges if labels[i] != labels[j]})
+        cands = []
+        for a, b in touching:
+            both = together = 0
+            for v in views:
+                if seen.get((v, a), 0) < min_anchors or seen.get((v, b), 0) < min_anchors:
+                    continue
+                both += 1
+                masks = {m for (vv, m, _) in in_mask if vv == v}
+                if any(in_mask.get((v, m, a), 0) >= min_share * seen[v, a]
+                       and in_mask.get((v, m, b), 0) >= min_share * seen[v, b]
+                       for m in masks):
+                    together += 1
+            if both >= min_views and together >= min_together * both:
+                cands.append((-together / both, -together, a, b))
+        if not cands:
+            break
+        taken: set[int] = set()
+        root: dict[int, int] = {}
+        for _, _, a, b in sorted(cands):
+            if a not in taken and b not in taken:
+                taken.update((a, b))
+                root[b] = a
+        labels = [root.get(x, x) for x in labels]
+    new = {r: i for i, r in enumerate(sorted(set(labels)))}
+    return [new[x] for x in labels]

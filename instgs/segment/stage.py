@@ -8,7 +8,10 @@
    (:mod:`instgs.segment.render_support`);
 3. :func:`~instgs.segment.pipeline.segment_anchors` on them;
 4. label the other anchors by the masks they fall into (``unobserved="masks"``), then along
-   surfaces (``surface_propagation``), the rest by the nearest labelled anchor;
+   surfaces (``surface_propagation``), the rest by the nearest labelled anchor; absorb
+   fragments;
+4b. join touching instances that one mask covers in most views that see both
+   (``consensus_together``, :mod:`instgs.segment.consensus`);
 5. write ``instances.npz`` with its ``source`` record, under the run's lock.
 """
 
@@ -113,6 +116,27 @@ def _label_unobserved(res: SegmentResult, anchors: np.ndarray, valid: np.ndarray
     return dataclasses.replace(res, anchor_labels=labels), n_voted, n_prop
 
 
+def _consensus(res: SegmentResult, anchors: np.ndarray, feats: np.ndarray, hits,
+               cfg: SegmentConfig):
+    """The mask-consensus join (:mod:`instgs.segment.consensus`) on the final labels."""
+    from .consensus import mask_consensus_merge
+    from .merge import relabel_by_size
+    from .pipeline import cluster_means
+    from .propagate import knn_graph
+
+    t = time.perf_counter()
+    labels, rep = mask_consensus_merge(res.anchor_labels, hits, knn_graph(anchors),
+                                       cfg.consensus_share, cfg.consensus_together,
+                                       cfg.consensus_min_views, cfg.consensus_min_sightings)
+    labels, k = relabel_by_size(labels)
+    res.timings["consensus"] = time.perf_counter() - t
+    log.info("  mask consensus: %d touching pairs seen by the views, %d joins in %d rounds, "
+             "%d -> %d instances (%.2fs)", rep.pairs, rep.joined, rep.rounds, rep.before,
+             rep.after, res.timings["consensus"])
+    return dataclasses.replace(res, anchor_labels=labels, num_instances=k,
+                               cluster_feats=cluster_means(labels, feats, k)), rep
+
+
 def segment_run(run_dir: str | Path, cfg: SegmentConfig | None = None,
                 ckpt: Checkpoint | None = None) -> tuple[SegmentResult, dict[str, Any]]:
     """Segment a run's anchors (steps 1-4 of the module docstring); write nothing.
@@ -160,6 +184,9 @@ def segment_run(run_dir: str | Path, cfg: SegmentConfig | None = None,
         res = dataclasses.replace(res, anchor_labels=fin.anchor_labels,
                                   num_instances=fin.num_instances,
                                   cluster_feats=fin.cluster_feats, fragments=fin.fragments)
+    consensus = None
+    if cfg.consensus_together > 0 and hits is not None:
+        res, consensus = _consensus(res, ck["anchors"], feats, hits, cfg)
     tcfg = loaded.cfg if loaded is not None else (
         read_run_config(run_dir) if RunPaths(run_dir).config.is_file() else None)
     meta = {"config": config_to_dict(cfg), "timings": res.timings, "valid": mode,
@@ -170,6 +197,7 @@ def segment_run(run_dir: str | Path, cfg: SegmentConfig | None = None,
             "num_anchors": int(len(res.anchor_labels)), "n_offsets": ck["n_offsets"],
             "num_subobjects": res.num_subobjects, "num_instances": res.num_instances,
             "fragments": None if res.fragments is None else dataclasses.asdict(res.fragments),
+            "consensus": None if consensus is None else dataclasses.asdict(consensus),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "source": source_of(ckpt, tcfg)}
     return res, meta

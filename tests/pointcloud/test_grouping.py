@@ -8,7 +8,8 @@ import pytest
 
 from instgs.core.checks import InputError
 from instgs.pointcloud.ops import _reference_methods as ref
-from instgs.pointcloud.ops.blocks import block_merging, join_shared_groups, room_blocks
+from instgs.pointcloud.ops.blocks import (block_merging, join_shared_groups,
+                                         link_chunk_groups, room_blocks)
 from instgs.pointcloud.ops.grouping import (
     clusters_to_instances,
     hdbscan_labels,
@@ -198,3 +199,63 @@ def test_join_shared_groups_errors_and_twin_on_random_blocks():
         out = join_shared_groups(room, groups, cls, share)
         assert (out == ref.join_shared_groups(room, groups, cls, share)).all()
         assert ((out >= 0) == (room >= 0)).all()
+
+
+def _two_chunks(rng, n=200):
+    """Two touching boxes (x < 1 and x >= 1) of one class cut into two random chunks, each
+    grouped correctly but numbered its own way; chunk 1 also has a 6-point stray group
+    at the contact border."""
+    coord = np.c_[rng.uniform(0, 2, n), rng.uniform(0, 1, n), np.zeros(n)]
+    obj = (coord[:, 0] >= 1).astype(np.int64)
+    perm = rng.permutation(n)
+    a, b = np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
+    ga = obj[a]
+    gb = 1 - obj[b]  # swapped numbering
+    border = np.argsort(np.abs(coord[b, 0] - 1))[:6]
+    gb[border] = 2
+    return coord, obj, [(a, ga, np.array([5, 5])), (b, gb, np.array([5, 5, 5]))]
+
+
+def test_link_chunk_groups_joins_the_passes_of_one_object():
+    rng = np.random.default_rng(0)
+    coord, obj, chunks = _two_chunks(rng)
+    idx, grp, cls = link_chunk_groups(coord, chunks)
+    assert (idx == np.arange(len(coord))).all() and cls.tolist() == [5, 5, 5]
+    stray = np.isin(idx, chunks[1][0][chunks[1][1] == 2])
+    for k in (0, 1):  # each box is one block group, the stray group stays apart
+        assert len(np.unique(grp[(obj == k) & ~stray])) == 1
+    assert grp[obj == 0][0] != grp[obj == 1][0] and len(np.unique(grp[stray])) == 1
+    assert not set(grp[stray]) & set(grp[~stray])
+    # another class is never joined
+    other = [chunks[0], (chunks[1][0], chunks[1][1], np.array([5, 7, 5]))]
+    _, grp2, cls2 = link_chunk_groups(coord, other)
+    assert len(np.unique(grp2)) == 4 and sorted(cls2.tolist()) == [5, 5, 5, 7]
+    # one chunk: the groups come back unchanged, numbered by first point
+    i1, g1, c1 = link_chunk_groups(coord, chunks[:1])
+    assert (i1 == chunks[0][0]).all() and (g1 == relabel_first_seen(chunks[0][1])).all()
+    # nothing grouped (all background)
+    bare = [(c[0], np.full(len(c[0]), -1), np.zeros(0, int)) for c in chunks]
+    i0, g0, c0 = link_chunk_groups(coord, bare)
+    assert len(i0) == len(coord) and (g0 == -1).all() and len(c0) == 0
+    with pytest.raises(InputError, match="share points"):
+        link_chunk_groups(coord, [chunks[0], chunks[0]])
+    with pytest.raises(InputError, match="min_share"):
+        link_chunk_groups(coord, chunks, min_share=0)
+
+
+def test_link_chunk_groups_matches_reference_twin():
+    rng = np.random.default_rng(3)
+    for _trial in range(6):
+        n = int(rng.integers(30, 120))
+        coord = rng.uniform(0, 1, (n, 3))
+        k = int(rng.integers(1, 4))
+        cut = np.array_split(rng.permutation(n), k)
+        chunks = []
+        for part in cut:
+            g = rng.integers(-1, 3, len(part))
+            chunks.append((part, g, rng.integers(0, 2, 3)))
+        share = float(rng.uniform(0.3, 0.7))
+        out = link_chunk_groups(coord, chunks, share)
+        want = ref.link_chunk_groups(coord, chunks, share)
+        for x, y in zip(out, want):
+            assert x.tolist() == y.tolist()

@@ -198,6 +198,55 @@ def test_mpnet_blocks_forward_and_learning():
         collate_blocks([crop(sc, rng), RandomBlock(1.5, 100)(sc, rng)], cfg)
 
 
+class _PassOffsetNet(torch.nn.Module):
+    """Stands in for a trained MPNet: class 3 everywhere; instance embedding 1.2 on the first
+    axis for red points, 0 for the others, shifted by 1.2 in every other forward pass (the
+    discriminative loss fixes distances within one pass only, not where a pass sits)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg, self.passes = cfg, 0
+
+    def forward(self, xyz, feats):
+        b, p, _ = xyz.shape
+        logits = torch.full((b, p, self.cfg.num_classes), -5.0)
+        logits[..., 3] = 5.0
+        emb = torch.zeros(b, p, self.cfg.emb_dim)
+        shift = 1.2 * ((self.passes + torch.arange(b)) % 2).float()
+        emb[..., 0] = 1.2 * (feats[..., 0] > 0).float() + shift[:, None]
+        self.passes += b
+        return {"logits": logits, "embedding": emb}
+
+
+def test_mpnet_groups_each_forward_pass_on_its_own():
+    from instgs.pointcloud.data.scannet import PointScene
+    from instgs.pointcloud.mpnet import predict
+
+    rng = np.random.default_rng(0)
+    # two touching boxes of one class, red and blue, 600 points each: one 1.5 m block, 5 passes
+    pts = rng.uniform([0, 0, 0], [1.0, 0.5, 0.5], (1200, 3))
+    pts[600:, 1] += 0.5
+    col = np.zeros((1200, 3))
+    col[:600, 0], col[600:, 2] = 0.8, 0.8
+    inst = np.repeat([0, 1], 600)
+    sc = PointScene("two", pts.astype(np.float32), col.astype(np.float32), np.full(1200, 3),
+                    inst)
+    ids = {}
+    for unit in ("block", "chunk"):
+        model = _PassOffsetNet(mpnet_small(group_unit=unit))
+        ids[unit] = predict(model, sc).arrays["cluster"]
+    def mixed(room):  # room ids holding points of both boxes
+        return set(room[inst == 0]) & set(room[inst == 1]) - {-1}
+
+    # one block: red points of odd passes and blue points of even passes share an embedding
+    assert len(mixed(ids["block"])) == 1
+    # one pass at a time: the two boxes never mix, and each stays one instance
+    assert not mixed(ids["chunk"]) and (ids["chunk"] >= 0).all()
+    assert all(len(np.unique(ids["chunk"][inst == k])) == 1 for k in (0, 1))
+    with pytest.raises(InputError, match="group_unit"):
+        mpnet_small(group_unit="room")
+
+
 def test_mpnet_predict_merges_blocks_into_room_instances():
     from instgs.pointcloud.mpnet import MPNet, predict
 

@@ -77,11 +77,19 @@ def test_segment_command_with_observed_anchors(tiny_run, caplog):
     assert got.meta["surface_propagation"] and got.meta["num_propagated"] > 0
     out = caplog.text
     assert "observed anchors" in out and "along surfaces" in out
+    # the mask-consensus join ran on the final labels and is recorded
+    cons = got.meta["consensus"]
+    assert cons["before"] >= cons["after"] == len(np.unique(got.anchor_labels))
+    assert cons["before"] - cons["after"] == cons["joined"] and cons["rounds"] <= cons["joined"]
+    assert "mask consensus" in out
     # without propagation the anchors it labelled fall back to the nearest observed one
     path = segment.run(tiny_run.run_dir, SegmentConfig(num_seeds=50, valid="auto",
                                                        surface_propagation=False))
     plain = load_instances(path)
     assert not plain.meta["surface_propagation"] and plain.meta["num_propagated"] == 0
+    off = load_instances(segment.run(tiny_run.run_dir, SegmentConfig(
+        num_seeds=50, valid="auto", consensus_together=0)))
+    assert off.meta["consensus"] is None
     assert (plain.anchor_labels >= 0).all()
 
 

@@ -29,6 +29,7 @@ was found. Every ambiguity of §2.10 is a field:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from instgs.core.checks import InputError
 from instgs.pointcloud.netconfig import LabelSpaceFields
@@ -87,6 +88,17 @@ class MPNetConfig(LabelSpaceFields):
     """The squashed vector times this is the softmax-CE input (1 = paper literal)."""
     bandwidth: float | None = None
     """Mean-shift bandwidth (None = sigma_v, ASIS)."""
+    group_unit: Literal["block", "chunk"] = "block"
+    """What mean shift groups (ASIS) and BlockMerging merges: ``block`` = all points of a
+    1 m block, with the embedding of the last forward pass (chunk of ``block_points``) that
+    holds each point; ``chunk`` = each forward pass on its own, so that only embeddings
+    of one pass, the unit the discriminative loss trains (a ``block_points`` sample of a
+    block), are compared (instgs; as the SGPN / ASIS test code, which merges its
+    ``num_point`` samples as blocks). The groups of a block's chunks are then joined where
+    they sample the same object (:func:`instgs.pointcloud.ops.blocks.link_chunk_groups`)."""
+    chunk_link_share: float = 0.5
+    """``group_unit="chunk"``: share of a chunk group's points whose nearest neighbours in
+    another chunk of the block must lie in one group (and back) for the two to be joined."""
     merge_min_overlap: int = 7
     """BlockMerging: shared points needed to join an existing instance (SGPN: 7)."""
     merge_min_new_size: int = 30
@@ -116,6 +128,10 @@ class MPNetConfig(LabelSpaceFields):
             raise InputError("need 0 < block_stride <= block_size and block_points >= 1")
         if self.memory_init_std is not None and self.memory_init_std <= 0:
             raise InputError(f"memory_init_std must be > 0, got {self.memory_init_std}")
+        if self.group_unit not in ("block", "chunk"):
+            raise InputError(f"group_unit must be 'block' or 'chunk', got {self.group_unit!r}")
+        if not 0 < self.chunk_link_share <= 1:
+            raise InputError(f"chunk_link_share must be in (0, 1], got {self.chunk_link_share}")
         if not 0 <= self.merge_join_share <= 1:
             raise InputError(f"merge_join_share must be in [0, 1], got {self.merge_join_share}")
         if self.width_scale <= 0 or self.memory_per_class < 1 or self.temperature <= 0:

@@ -1,11 +1,12 @@
 """MPNet inference (seed 002 §3.6 / §4; grouping and merging as in ASIS / SGPN):
 the room is cut into 1 m blocks with a 0.5 m stride; every block runs through the network
 (in chunks of ``block_points``); per block, mean shift (bandwidth sigma_v) groups the
-embeddings of the points not predicted as background; SGPN BlockMerging joins the block
-groups in snake order, then the room instances one block group spans are joined
-(``merge_join_share``, instgs); the semantic probabilities of a point are averaged over its blocks;
-an instance's class is its majority class and its confidence the mean probability of that
-class (the paper gives neither). No NMS.
+embeddings of the points not predicted as background (``group_unit="chunk"``: per chunk,
+the chunks' groups then linked into block groups by nearest neighbours); SGPN
+BlockMerging joins the block groups in snake order, then the room instances one block
+group spans are joined (``merge_join_share``, instgs); the semantic probabilities of a
+point are averaged over its blocks; an instance's class is its majority class and its
+confidence the mean probability of that class (the paper gives neither). No NMS.
 """
 
 from __future__ import annotations
@@ -60,9 +61,20 @@ def _run_network(model: MPNet, scene, chunks: list[np.ndarray]
     return np.concatenate(probs), np.concatenate(embs)
 
 
+def _chunk_rows(chunk: np.ndarray, prob: np.ndarray, emb: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chunk's distinct points (sorted) with the outputs of their first copy."""
+    uniq, first = np.unique(chunk, return_index=True)
+    return uniq, prob[first], emb[first]
+
+
 def _block_groups(cfg, idx: np.ndarray, prob: np.ndarray, emb: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean shift on one block's foreground embeddings -> (idx, group [n], class [G])."""
+    """Mean shift on one block's (or chunk's) foreground embeddings.
+
+    Returns:
+        (idx [n], group [n] int64 (-1 = background), class [G] int64).
+    """
     from instgs.pointcloud.ops.grouping import mean_shift_labels
 
     pred = prob.argmax(1)
@@ -95,7 +107,8 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
         InputError: empty scene.
     """
     from instgs.pointcloud.evaluate import InstancePred
-    from instgs.pointcloud.ops.blocks import block_merging, join_shared_groups, room_blocks
+    from instgs.pointcloud.ops.blocks import (block_merging, join_shared_groups,
+                                               link_chunk_groups, room_blocks)
     from instgs.pointcloud.ops.grouping import clusters_to_instances
 
     model.eval()
@@ -121,16 +134,24 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
     blk_prob = [np.zeros((len(idx), cfg.num_classes)) for idx in blocks]
     blk_emb = [np.zeros((len(idx), cfg.emb_dim)) for idx in blocks]
     for k, c in enumerate(chunks):
-        uniq, first = np.unique(c, return_index=True)
-        np.add.at(prob_sum, uniq, probs[k][first])
+        uniq, c_prob, c_emb = _chunk_rows(c, probs[k], embs[k])
+        np.add.at(prob_sum, uniq, c_prob)
         hits[uniq] += 1
         new = ~seen[uniq]
-        embedding[uniq[new]] = embs[k][first][new]
+        embedding[uniq[new]] = c_emb[new]
         seen[uniq] = True
         pos = np.searchsorted(blocks[owner[k]], uniq)
-        blk_prob[owner[k]][pos] = probs[k][first]
-        blk_emb[owner[k]][pos] = embs[k][first]
-    groups = [_block_groups(cfg, idx, blk_prob[b], blk_emb[b]) for b, idx in enumerate(blocks)]
+        blk_prob[owner[k]][pos] = c_prob
+        blk_emb[owner[k]][pos] = c_emb
+    if cfg.group_unit == "chunk":
+        per_chunk = [_block_groups(cfg, *_chunk_rows(c, probs[k], embs[k]))
+                     for k, c in enumerate(chunks)]
+        owner = np.asarray(owner)
+        groups = [link_chunk_groups(scene.coord, [per_chunk[k] for k in np.flatnonzero(
+            owner == b)], cfg.chunk_link_share) for b in range(len(blocks))]
+    else:
+        groups = [_block_groups(cfg, idx, blk_prob[b], blk_emb[b])
+                  for b, idx in enumerate(blocks)]
     t.lap("mean_shift")
     labels = block_merging(n, groups, cfg.merge_min_overlap, cfg.merge_min_new_size)
     prob = prob_sum / np.maximum(hits, 1)[:, None]

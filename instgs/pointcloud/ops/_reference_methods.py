@@ -344,3 +344,55 @@ def three_nn_interpolate(unknown, known, known_feats):
                          for c in range(len(f))])
         out.append([list(r) for r in zip(*cols)])
     return torch.tensor(out, dtype=torch.float64)
+
+
+def link_chunk_groups(coord, chunks, min_share=0.5):
+    """Loop twin of ``ops.blocks.link_chunk_groups``: brute-force nearest neighbours,
+    union-find with dictionaries."""
+    gid = {}  # (chunk, group) -> global group
+    for k, (_, _, gsem) in enumerate(chunks):
+        for g in range(len(gsem)):
+            gid[k, g] = len(gid)
+    parent = list(range(len(gid)))
+
+    def find(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    def nearest_groups(a, b):  # (group of a, group of b) -> count
+        cnt: Counter = Counter()
+        pb = [(int(p), int(g)) for p, g in zip(chunks[b][0], chunks[b][1]) if g >= 0]
+        for p, g in zip(chunks[a][0], chunks[a][1]):
+            if g < 0 or not pb:
+                continue
+            d = [float(np.sum((coord[p] - coord[q]) ** 2)) for q, _ in pb]
+            cnt[int(g), pb[int(np.argmin(d))][1]] += 1
+        return cnt
+
+    for a in range(len(chunks)):
+        for b in range(a + 1, len(chunks)):
+            ab, ba = nearest_groups(a, b), nearest_groups(b, a)
+            size_a = Counter(int(g) for g in chunks[a][1] if g >= 0)
+            size_b = Counter(int(g) for g in chunks[b][1] if g >= 0)
+            for (ga, gb), n in ab.items():
+                back = ba.get((gb, ga), 0)
+                if (n >= min_share * size_a[ga] and back > 0 and back >= min_share * size_b[gb]
+                        and int(chunks[a][2][ga]) == int(chunks[b][2][gb])):
+                    x, y = find(gid[a, ga]), find(gid[b, gb])
+                    parent[max(x, y)] = min(x, y)
+    rows = sorted((int(p), find(gid[k, int(g)]) if g >= 0 else -1, k, int(g))
+                  for k, (idx, grp, _) in enumerate(chunks) for p, g in zip(idx, grp))
+    new: dict[int, int] = {}
+    cls = []
+    out = []
+    for _, root, k, g in rows:
+        if root < 0:
+            out.append(-1)
+            continue
+        if root not in new:
+            new[root] = len(new)
+            cls.append(int(chunks[k][2][g]))
+        out.append(new[root])
+    return (np.array([r[0] for r in rows], np.int64), np.array(out, np.int64),
+            np.array(cls, np.int64))

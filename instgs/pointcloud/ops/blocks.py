@@ -14,6 +14,10 @@
   of its own class that hold at least ``min_share`` of its points (union-find). Measured
   on MPNet (docs/pointcloud-networks.md): objects split into 3-4 ids across blocks were
   the AP50 loss.
+* :func:`link_chunk_groups` (instgs, ``group_unit="chunk"``) — a block larger than one
+  forward pass is grouped pass by pass (embeddings of different passes are not comparable)
+  and the passes' groups that sample the same object are joined by mutual nearest-
+  neighbour majority.
 
 Cells. SGPN re-samples each block and hashes points into a 5 mm grid ("volume") so that
 overlapping blocks meet in the same cells. Here every block holds the room's own points
@@ -31,7 +35,7 @@ import numpy as np
 
 from instgs.core.checks import InputError
 
-__all__ = ["room_blocks", "block_merging", "join_shared_groups"]
+__all__ = ["room_blocks", "block_merging", "join_shared_groups", "link_chunk_groups"]
 
 
 def room_blocks(coord: np.ndarray, size: float = 1.0, stride: float = 0.5) -> list[np.ndarray]:
@@ -218,3 +222,89 @@ def join_shared_groups(room: np.ndarray,
     # scipy numbers components by their smallest member; compact over the ids in use
     out[has] = np.unique(comp[room[has]], return_inverse=True)[1].reshape(-1)
     return out
+
+
+def link_chunk_groups(coord: np.ndarray,
+                      chunks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                      min_share: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One block's groups from the groups of its forward passes (instgs).
+
+    A block with more points than one pass takes is cut into disjoint random samples
+    (chunks); each chunk's embeddings are grouped on their own, since the discriminative
+    loss fixes distances within one pass only. The chunks sample the same objects, so a
+    group of chunk a and a group of chunk b are the same object when each holds the nearest
+    neighbours (in xyz, among the other chunk's grouped points) of at least ``min_share`` of
+    the other's points and both have the same class (mutual majority). Linked groups are
+    joined (connected components) into block groups.
+
+    Args:
+        coord: [N, 3] float room coordinates (metres).
+        chunks: per chunk ``(point_idx [n] int, group [n] int (-1 = none), group_class [G]
+            int)``, the point indices of different chunks disjoint.
+        min_share: share of a group's points whose nearest neighbours must fall into the
+            other group (0 < min_share <= 1).
+
+    Returns:
+        ``(point_idx [n] int64 sorted, group [n] int64 (-1 = none), group_class [G'] int64)``
+        for the whole block, groups numbered by their first point.
+
+    Raises:
+        InputError: no chunk, repeated points across chunks, ``min_share`` outside (0, 1].
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    if not chunks:
+        raise InputError("link_chunk_groups needs at least one chunk")
+    if not 0 < min_share <= 1:
+        raise InputError(f"min_share must be in (0, 1], got {min_share}")
+    parts = [tuple(np.asarray(a, np.int64).reshape(-1) for a in c) for c in chunks]
+    sizes = [len(gs) for _, _, gs in parts]
+    off = np.r_[0, np.cumsum(sizes)]
+    idx = np.concatenate([p[0] for p in parts])
+    if len(np.unique(idx)) != len(idx):
+        raise InputError("chunks of one block must not share points")
+    grp = np.concatenate([np.where(g >= 0, g + off[k], -1) for k, (_, g, _) in enumerate(parts)])
+    gsem = np.concatenate([p[2] for p in parts])
+    share = {}  # (a, b) -> [G_a, G_b] counts of a's points whose nearest b point is in b's group
+    for a, (ia, ga, _) in enumerate(parts):
+        for b, (ib, gb, _) in enumerate(parts):
+            fa, fb = ga >= 0, gb >= 0
+            if a == b or not fa.any() or not fb.any():
+                continue
+            _, j = cKDTree(coord[ib[fb]]).query(coord[ia[fa]])
+            cnt = np.zeros((sizes[a], sizes[b]), np.int64)
+            np.add.at(cnt, (ga[fa], gb[fb][j]), 1)
+            share[a, b] = cnt
+    src, dst = [], []
+    for (a, b), cnt in share.items():
+        if a > b:
+            continue
+        back = share[b, a].T
+        ok = ((cnt >= min_share * cnt.sum(1, keepdims=True)) & (cnt > 0)
+              & (back >= min_share * back.sum(0, keepdims=True)) & (back > 0)
+              & (parts[a][2][:, None] == parts[b][2][None, :]))
+        s, t = np.nonzero(ok)
+        src.append(s + off[a])
+        dst.append(t + off[b])
+    g_all = int(off[-1])
+    src = np.concatenate(src or [np.zeros(0, np.int64)])
+    dst = np.concatenate(dst or [np.zeros(0, np.int64)])
+    _, comp = connected_components(coo_matrix((np.ones(len(src)), (src, dst)),
+                                              shape=(g_all, g_all)), directed=False)
+    order = np.argsort(idx, kind="stable")
+    idx, grp = idx[order], grp[order]
+    has = grp >= 0
+    if not has.any():
+        return idx, np.full(len(idx), -1, np.int64), np.zeros(0, np.int64)
+    cg = np.where(has, comp[np.where(has, grp, 0)], -1)
+    # number block groups by their first point
+    _, first = np.unique(cg[has], return_index=True)
+    firsts = cg[has][np.sort(first)]
+    new = np.full(g_all, -1, np.int64)
+    new[firsts] = np.arange(len(firsts))
+    out = np.where(has, new[np.where(has, cg, 0)], -1)
+    cls = np.zeros(len(firsts), np.int64)
+    cls[out[has]] = gsem[grp[has]]
+    return idx, out, cls
