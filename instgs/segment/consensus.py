@@ -49,9 +49,9 @@ class ConsensusReport:
 
 
 def _sightings(labels: np.ndarray, hits, min_anchors: int, min_share: float):
-    """(visible [V, K] bool, rows (view, instance A, instance B) of masks holding both)."""
-    keep = hits.strict & (hits.mask >= 0)
-    view, mask, lab = hits.view[keep], hits.mask[keep], labels[hits.anchor[keep]]
+    """(visible [V, K] bool, rows (view, instance A, instance B) of masks holding both);
+    ``hits`` holds the strict rows with a mask only."""
+    view, mask, lab = hits.view, hits.mask, labels[hits.anchor]
     k = int(labels.max()) + 1
     nv = int(view.max()) + 1 if len(view) else 0
     seen = np.zeros((nv, k), np.int64)
@@ -77,12 +77,12 @@ def _sightings(labels: np.ndarray, hits, min_anchors: int, min_share: float):
     return visible, rows
 
 
-def _pair_stats(labels: np.ndarray, hits, graph, min_share: float, min_anchors: int):
+def _pair_stats(labels: np.ndarray, hits, edges: tuple[np.ndarray, np.ndarray],
+                min_share: float, min_anchors: int):
     """Touching pairs (a < b) with their views seeing both and views one mask holds both."""
     k = int(labels.max()) + 1
     visible, rows = _sightings(labels, hits, min_anchors, min_share)
-    g = graph.tocoo()
-    a, b = labels[g.row], labels[g.col]
+    a, b = labels[edges[0]], labels[edges[1]]
     touch = np.unique(np.minimum(a, b)[a != b] * k + np.maximum(a, b)[a != b])
     pa, pb = np.divmod(touch, k)
     if visible.shape[0] == 0:
@@ -160,9 +160,12 @@ def mask_consensus_merge(labels, hits, graph, min_share: float = 0.5,
     keep = hits.strict & (hits.mask >= 0)
     if before < 2 or not keep.any():
         return labels.copy(), ConsensusReport(0, 0, 0, before, before)
+    hits = hits.select(keep)
+    g = graph.tocoo()
+    edges = (g.row, g.col)
     out, pairs, joined, rounds = labels.copy(), 0, 0, 0
     while True:
-        pa, pb, both, together = _pair_stats(out, hits, graph, min_share, min_anchors)
+        pa, pb, both, together = _pair_stats(out, hits, edges, min_share, min_anchors)
         seen = both >= min_views
         if rounds == 0:
             pairs = int(seen.sum())

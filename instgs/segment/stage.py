@@ -30,8 +30,9 @@ from instgs.core.checks import InputError
 from instgs.run import (Checkpoint, FolderLock, RunPaths, expand_to_gaussians, load_run,
                         load_run_checkpoint, read_run_config, save_instances, source_of)
 
-from .pipeline import (SegmentConfig, SegmentResult, check_instance_features, finish_labels,
-                       segment_anchors)
+from .merge import relabel_by_size
+from .pipeline import (SegmentConfig, SegmentResult, check_instance_features, cluster_means,
+                       finish_labels, segment_anchors)
 
 __all__ = ["run", "segment_run", "checkpoint_anchors"]
 
@@ -120,8 +121,6 @@ def _consensus(res: SegmentResult, anchors: np.ndarray, feats: np.ndarray, hits,
                cfg: SegmentConfig):
     """The mask-consensus join (:mod:`instgs.segment.consensus`) on the final labels."""
     from .consensus import mask_consensus_merge
-    from .merge import relabel_by_size
-    from .pipeline import cluster_means
     from .propagate import knn_graph
 
     t = time.perf_counter()

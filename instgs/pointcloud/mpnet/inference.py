@@ -133,8 +133,8 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
     seen = np.zeros(n, dtype=bool)
     blk_prob = [np.zeros((len(idx), cfg.num_classes)) for idx in blocks]
     blk_emb = [np.zeros((len(idx), cfg.emb_dim)) for idx in blocks]
-    for k, c in enumerate(chunks):
-        uniq, c_prob, c_emb = _chunk_rows(c, probs[k], embs[k])
+    rows = [_chunk_rows(c, probs[k], embs[k]) for k, c in enumerate(chunks)]
+    for k, (uniq, c_prob, c_emb) in enumerate(rows):
         np.add.at(prob_sum, uniq, c_prob)
         hits[uniq] += 1
         new = ~seen[uniq]
@@ -144,8 +144,7 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
         blk_prob[owner[k]][pos] = c_prob
         blk_emb[owner[k]][pos] = c_emb
     if cfg.group_unit == "chunk":
-        per_chunk = [_block_groups(cfg, *_chunk_rows(c, probs[k], embs[k]))
-                     for k, c in enumerate(chunks)]
+        per_chunk = [_block_groups(cfg, *r) for r in rows]
         owner = np.asarray(owner)
         groups = [link_chunk_groups(scene.coord, [per_chunk[k] for k in np.flatnonzero(
             owner == b)], cfg.chunk_link_share) for b in range(len(blocks))]

@@ -255,6 +255,8 @@ def link_chunk_groups(coord: np.ndarray,
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
+    from .grouping import relabel_first_seen
+
     if not chunks:
         raise InputError("link_chunk_groups needs at least one chunk")
     if not 0 < min_share <= 1:
@@ -298,13 +300,7 @@ def link_chunk_groups(coord: np.ndarray,
     has = grp >= 0
     if not has.any():
         return idx, np.full(len(idx), -1, np.int64), np.zeros(0, np.int64)
-    cg = np.where(has, comp[np.where(has, grp, 0)], -1)
-    # number block groups by their first point
-    _, first = np.unique(cg[has], return_index=True)
-    firsts = cg[has][np.sort(first)]
-    new = np.full(g_all, -1, np.int64)
-    new[firsts] = np.arange(len(firsts))
-    out = np.where(has, new[np.where(has, cg, 0)], -1)
-    cls = np.zeros(len(firsts), np.int64)
+    out = relabel_first_seen(np.where(has, comp[np.where(has, grp, 0)], -1))
+    cls = np.zeros(int(out.max()) + 1, np.int64)
     cls[out[has]] = gsem[grp[has]]
     return idx, out, cls
