@@ -247,6 +247,60 @@ def test_mpnet_groups_each_forward_pass_on_its_own():
         mpnet_small(group_unit="room")
 
 
+class _OtherObjectNet(torch.nn.Module):
+    """Stands in for a trained MPNet with ``other_class``: red points class 3, blue points
+    the "other object" class C; one instance embedding for all (mean shift alone would make
+    one group of both)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, xyz, feats):
+        b, p, _ = xyz.shape
+        logits = torch.full((b, p, self.cfg.out_classes), -5.0)
+        red = feats[..., 0] > 0
+        logits[..., 3] = torch.where(red, 5.0, 0.0)
+        logits[..., self.cfg.num_classes] = torch.where(red, -5.0, 5.0)
+        return {"logits": logits, "embedding": torch.zeros(b, p, self.cfg.emb_dim)}
+
+
+def test_mpnet_other_object_class_is_learned_and_gets_no_instances():
+    from instgs.pointcloud.data.scannet import PointScene
+    from instgs.pointcloud.data.transforms import RandomBlock
+    from instgs.pointcloud.mpnet import MPNet, collate_blocks, predict, training_semantic
+
+    cfg = mpnet_small(other_class=True)
+    assert cfg.out_classes == 21 and cfg.no_instance_classes == (0, 1, 20)
+    assert mpnet_small().out_classes == 20 and mpnet_small().no_instance_classes == (0, 1)
+    # annotated points outside the label space (semantic -100, instance kept) -> class C;
+    # unannotated points (both -100) stay ignored; labelled points keep their class
+    sem, ins = np.array([3, -100, -100, 0]), np.array([0, 1, -100, -100])
+    np.testing.assert_array_equal(training_semantic(sem, ins, cfg), [3, 20, -100, 0])
+    np.testing.assert_array_equal(training_semantic(sem, ins, mpnet_small()), sem)
+    sc = synthetic_scene(n_box=200, n_floor=300)
+    sc.semantic[sc.instance == 1] = -100  # one box becomes a non-benchmark object
+    crop = RandomBlock(cfg.block_size, cfg.block_points)
+    batch = collate_blocks([crop(sc, np.random.default_rng(s)) for s in range(2)], cfg)
+    assert (batch.semantic == 20).any() and int(batch.semantic.max()) == 20
+    torch.manual_seed(0)
+    loss, logs = MPNet(cfg).loss(batch, 0.0)
+    assert MPNet(cfg)(batch.xyz, batch.feats)["logits"].shape[-1] == 21
+    assert np.isfinite(float(loss)) and logs["ce"] > 0
+    # inference: the other-object box joins nothing and is no instance
+    rng = np.random.default_rng(0)
+    pts = rng.uniform([0, 0, 0], [1.0, 0.5, 0.5], (1200, 3))
+    pts[600:, 1] += 0.5
+    col = np.zeros((1200, 3))
+    col[:600, 0], col[600:, 2] = 0.8, 0.8
+    two = PointScene("two", pts.astype(np.float32), col.astype(np.float32),
+                     np.full(1200, 3), np.repeat([0, 1], 600))
+    p = predict(_OtherObjectNet(cfg), two)
+    assert len(p.instances) == 1 and p.instances[0].label == 3
+    np.testing.assert_array_equal(p.instances[0].mask, np.arange(1200) < 600)
+    assert (p.arrays["cluster"][600:] == -1).all() and p.semantic.max() < 20
+
+
 def test_mpnet_predict_merges_blocks_into_room_instances():
     from instgs.pointcloud.mpnet import MPNet, predict
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from instgs.pointcloud.mpnet.config import MPNetConfig
 from instgs.pointcloud.mpnet.inference import STAGES, block_chunks, predict
-from instgs.pointcloud.mpnet.model import MPNet, BlockBatch, block_local, collate_blocks
+from instgs.pointcloud.mpnet.model import (MPNet, BlockBatch, block_local, collate_blocks,
+                                          training_semantic)
 
 __all__ = ["MPNet", "MPNetConfig", "BlockBatch", "STAGES", "block_chunks", "block_local",
-           "collate_blocks", "predict"]
+           "collate_blocks", "training_semantic", "predict"]

@@ -111,6 +111,15 @@ class MPNetConfig(LabelSpaceFields):
     join, ``mpnet-tiny`` after 3000 steps scores AP50 78.4 instead of 56.5 on its training
     scan and 63.6 instead of 43.6 on scene0000_01; 0.02-0.1 is a plateau, 0.15 joins less
     (docs/pointcloud-networks.md)."""
+    other_class: bool = False
+    """Learn one more semantic class, "other object", for annotated points outside the
+    label space (ScanNet: instances of otherprop, ceiling, ... whose semantic label is -100
+    but whose instance id is kept), and treat it like wall / floor at inference: no mean
+    shift, no instances (instgs). False: those points are ignored by the CE loss (paper),
+    take a neighbour's class and the join step merges them into it (a table absorbing
+    four such objects on scene0000_00, docs/pointcloud-networks.md). ``mpnet-tiny``: on
+    (overfit AP50 81.6 instead of 77.9). SemanticKITTI has no such points (instance ids
+    only on its thing classes): leave it off there."""
     min_points: int = 100
     """Drop final instances with fewer points (ScanNet benchmark minimum)."""
     infer_batch: int = 16
@@ -141,6 +150,18 @@ class MPNetConfig(LabelSpaceFields):
     def mean_shift_bandwidth(self) -> float:
         """``bandwidth`` or sigma_v."""
         return self.bandwidth if self.bandwidth is not None else self.sigma_v
+
+    @property
+    def out_classes(self) -> int:
+        """Semantic outputs of the network: C, plus 1 with ``other_class`` (the last)."""
+        return self.num_classes + int(self.other_class)
+
+    @property
+    def no_instance_classes(self) -> tuple[int, ...]:
+        """Output classes that get no instances: the label space's background classes,
+        plus the "other object" class C with ``other_class``."""
+        extra = (self.num_classes,) if self.other_class else ()
+        return tuple(self.background_classes) + extra
 
     @property
     def in_channels(self) -> int:

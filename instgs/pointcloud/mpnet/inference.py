@@ -78,7 +78,7 @@ def _block_groups(cfg, idx: np.ndarray, prob: np.ndarray, emb: np.ndarray
     from instgs.pointcloud.ops.grouping import mean_shift_labels
 
     pred = prob.argmax(1)
-    fg = ~np.isin(pred, cfg.background_classes)
+    fg = ~np.isin(pred, cfg.no_instance_classes)
     grp = np.full(len(idx), -1, dtype=np.int64)
     if fg.sum() >= 2:
         grp[fg] = mean_shift_labels(emb[fg], cfg.mean_shift_bandwidth)
@@ -99,7 +99,9 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
         seed: seed of the chunking / filling of the blocks.
 
     Returns:
-        :class:`instgs.pointcloud.prediction.Prediction` with ``semantic`` [N] and
+        :class:`instgs.pointcloud.prediction.Prediction` with ``semantic`` [N] (argmax
+        over the label space's classes; an "other object" class of ``cfg.other_class``
+        only removes points from the instances) and
         ``arrays["embedding"]`` [N, c'] (from the first block holding each point),
         ``arrays["cluster"]`` [N] (merged room ids, -1 none).
 
@@ -127,11 +129,11 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
     t.lap("blocks")
     probs, embs = _run_network(model, scene, chunks)
     t.lap("network")
-    prob_sum = np.zeros((n, cfg.num_classes))
+    prob_sum = np.zeros((n, cfg.out_classes))
     hits = np.zeros(n)
     embedding = np.zeros((n, cfg.emb_dim), dtype=np.float32)
     seen = np.zeros(n, dtype=bool)
-    blk_prob = [np.zeros((len(idx), cfg.num_classes)) for idx in blocks]
+    blk_prob = [np.zeros((len(idx), cfg.out_classes)) for idx in blocks]
     blk_emb = [np.zeros((len(idx), cfg.emb_dim)) for idx in blocks]
     rows = [_chunk_rows(c, probs[k], embs[k]) for k, c in enumerate(chunks)]
     for k, (uniq, c_prob, c_emb) in enumerate(rows):
@@ -159,11 +161,12 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
     t.lap("block_merging")
     instances = []
     for pts, cls, score in clusters_to_instances(labels, prob, cfg.min_points,
-                                                 cfg.background_classes):
+                                                 cfg.no_instance_classes):
         mask = np.zeros(n, dtype=bool)
         mask[pts] = True
         instances.append(InstancePred(mask=mask, label=cls, score=score))
     instances.sort(key=lambda p: -p.score)
     t.lap("postprocess")
-    return Prediction(instances=instances, semantic=prob.argmax(1).astype(np.int64),
+    semantic = prob[:, :cfg.num_classes].argmax(1).astype(np.int64)
+    return Prediction(instances=instances, semantic=semantic,
                       timings=t.finish(), arrays={"embedding": embedding, "cluster": labels})

@@ -25,7 +25,8 @@ from instgs.pointcloud.mpnet import memory as mem
 from instgs.pointcloud.mpnet.config import MPNetConfig
 from instgs.pointcloud.pointnet2 import PointNet2Decoder, PointNet2Encoder
 
-__all__ = ["MPNet", "BlockBatch", "collate_blocks", "block_local", "block_features"]
+__all__ = ["MPNet", "BlockBatch", "collate_blocks", "training_semantic", "block_local",
+           "block_features"]
 
 
 @dataclass
@@ -36,7 +37,8 @@ class BlockBatch:
         xyz: [B, P, 3] float32 block-local coordinates (metres).
         feats: [B, P, F] float32: rgb in [-1, 1], then the room-normalised xyz in [0, 1]
             when ``cfg.room_coords`` (F = ``cfg.in_channels``).
-        semantic: [B, P] int64 (-100 none). instance: [B, P] int64 per block (-100 none).
+        semantic: [B, P] int64 (-100 none; C = "other object" with ``cfg.other_class``).
+        instance: [B, P] int64 per block (-100 none).
         names: scene name per block.
     """
 
@@ -74,9 +76,21 @@ def block_features(color: np.ndarray, room_xyz: np.ndarray | None, cfg: MPNetCon
     return np.concatenate([color, np.asarray(room_xyz, np.float32)], 1)
 
 
+def training_semantic(semantic: np.ndarray, instance: np.ndarray, cfg: MPNetConfig
+                      ) -> np.ndarray:
+    """The CE target of a block: ``semantic`` [P] int64, where ``cfg.other_class`` turns
+    annotated points outside the label space (semantic -100, instance >= 0) into the
+    "other object" class C = ``cfg.num_classes``. Returns [P] int64 (a new array)."""
+    sem = np.array(semantic, dtype=np.int64)
+    if cfg.other_class:
+        sem[(sem < 0) & (np.asarray(instance) >= 0)] = cfg.num_classes
+    return sem
+
+
 def collate_blocks(scenes: Sequence, cfg: MPNetConfig) -> BlockBatch:
     """Stack blocks (``PointScene`` crops from ``transforms.RandomBlock``, all with
-    ``cfg.block_points`` points) into a :class:`BlockBatch`.
+    ``cfg.block_points`` points) into a :class:`BlockBatch` (semantic targets by
+    :func:`training_semantic`).
 
     Raises:
         InputError: no blocks, or blocks of different sizes.
@@ -95,7 +109,8 @@ def collate_blocks(scenes: Sequence, cfg: MPNetConfig) -> BlockBatch:
         xyz=t([block_local(s.coord) for s in scenes], torch.float32),
         feats=t([block_features(s.color, s.extra.get("room_xyz"), cfg) for s in scenes],
                 torch.float32),
-        semantic=t([np.asarray(s.semantic) for s in scenes], torch.int64),
+        semantic=t([training_semantic(s.semantic, s.instance, cfg) for s in scenes],
+                   torch.int64),
         instance=t([np.asarray(s.instance) for s in scenes], torch.int64),
         names=[s.name for s in scenes])
 
@@ -106,7 +121,8 @@ class MPNet(nn.Module):
     Args:
         cfg: :class:`MPNetConfig` (``load_setup("mpnet-tiny").mpnet`` on a CPU).
 
-    ``forward(xyz [B,P,3], feats [B,P,F]) -> dict`` with ``logits`` [B,P,C] (squashed x
+    ``forward(xyz [B,P,3], feats [B,P,F]) -> dict`` with ``logits`` [B,P,C] (C =
+    ``cfg.out_classes``; squashed x
     ``logit_scale``), ``embedding`` [B,P,c'], ``centroid`` [B,P,3], ``seg_feat`` [B,P,D]
     (calibrated semantic features), ``centroids`` [C,D] (class centroids C).
     """
@@ -120,7 +136,7 @@ class MPNet(nn.Module):
         self.dec_seg = PointNet2Decoder(self.encoder.channels, fp)
         self.dec_ins = PointNet2Decoder(self.encoder.channels, fp)
         D = self.dec_seg.out_channels
-        C = cfg.num_classes
+        C = cfg.out_classes
         std = (cfg.memory_per_class ** 0.5 if cfg.memory_init_std is None
                else cfg.memory_init_std)
         self.memory = nn.Parameter(torch.randn(C * cfg.memory_per_class, D) * std)
