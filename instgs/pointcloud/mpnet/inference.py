@@ -89,6 +89,43 @@ def _block_groups(cfg, idx: np.ndarray, prob: np.ndarray, emb: np.ndarray
     return idx, grp, gsem
 
 
+def _room_outputs(n: int, cfg, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per point over all chunks: ([n, C'] summed probabilities, [n] chunks holding it,
+    [n, c'] embedding of the first chunk holding it)."""
+    prob_sum = np.zeros((n, cfg.out_classes))
+    hits = np.zeros(n)
+    embedding = np.zeros((n, cfg.emb_dim), dtype=np.float32)
+    seen = np.zeros(n, dtype=bool)
+    for uniq, c_prob, c_emb in rows:
+        np.add.at(prob_sum, uniq, c_prob)
+        hits[uniq] += 1
+        new = ~seen[uniq]
+        embedding[uniq[new]] = c_emb[new]
+        seen[uniq] = True
+    return prob_sum, hits, embedding
+
+
+def _groups(cfg, coord: np.ndarray, blocks: list[np.ndarray], owner: list[int], rows
+            ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Mean-shift groups per block (``group_unit``): per chunk then linked
+    (:func:`~instgs.pointcloud.ops.blocks.link_chunk_groups`), or on the block's points
+    with the outputs of the last chunk holding each."""
+    from instgs.pointcloud.ops.blocks import link_chunk_groups
+
+    if cfg.group_unit == "chunk":
+        per_chunk = [_block_groups(cfg, *r) for r in rows]
+        own = np.asarray(owner)
+        return [link_chunk_groups(coord, [per_chunk[k] for k in np.flatnonzero(own == b)],
+                                  cfg.chunk_link_share) for b in range(len(blocks))]
+    blk_prob = [np.zeros((len(idx), cfg.out_classes)) for idx in blocks]
+    blk_emb = [np.zeros((len(idx), cfg.emb_dim)) for idx in blocks]
+    for k, (uniq, c_prob, c_emb) in enumerate(rows):
+        pos = np.searchsorted(blocks[owner[k]], uniq)
+        blk_prob[owner[k]][pos] = c_prob
+        blk_emb[owner[k]][pos] = c_emb
+    return [_block_groups(cfg, idx, blk_prob[b], blk_emb[b]) for b, idx in enumerate(blocks)]
+
+
 @torch.no_grad()
 def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
     """Segment the instances of one room with a trained MPNet.
@@ -109,8 +146,7 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
         InputError: empty scene.
     """
     from instgs.pointcloud.evaluate import InstancePred
-    from instgs.pointcloud.ops.blocks import (block_merging, join_shared_groups,
-                                               link_chunk_groups, room_blocks)
+    from instgs.pointcloud.ops.blocks import block_merging, join_shared_groups, room_blocks
     from instgs.pointcloud.ops.grouping import clusters_to_instances
 
     model.eval()
@@ -129,30 +165,9 @@ def predict(model: MPNet, scene, seed: int = 0) -> Prediction:
     t.lap("blocks")
     probs, embs = _run_network(model, scene, chunks)
     t.lap("network")
-    prob_sum = np.zeros((n, cfg.out_classes))
-    hits = np.zeros(n)
-    embedding = np.zeros((n, cfg.emb_dim), dtype=np.float32)
-    seen = np.zeros(n, dtype=bool)
-    blk_prob = [np.zeros((len(idx), cfg.out_classes)) for idx in blocks]
-    blk_emb = [np.zeros((len(idx), cfg.emb_dim)) for idx in blocks]
     rows = [_chunk_rows(c, probs[k], embs[k]) for k, c in enumerate(chunks)]
-    for k, (uniq, c_prob, c_emb) in enumerate(rows):
-        np.add.at(prob_sum, uniq, c_prob)
-        hits[uniq] += 1
-        new = ~seen[uniq]
-        embedding[uniq[new]] = c_emb[new]
-        seen[uniq] = True
-        pos = np.searchsorted(blocks[owner[k]], uniq)
-        blk_prob[owner[k]][pos] = c_prob
-        blk_emb[owner[k]][pos] = c_emb
-    if cfg.group_unit == "chunk":
-        per_chunk = [_block_groups(cfg, *r) for r in rows]
-        owner = np.asarray(owner)
-        groups = [link_chunk_groups(scene.coord, [per_chunk[k] for k in np.flatnonzero(
-            owner == b)], cfg.chunk_link_share) for b in range(len(blocks))]
-    else:
-        groups = [_block_groups(cfg, idx, blk_prob[b], blk_emb[b])
-                  for b, idx in enumerate(blocks)]
+    prob_sum, hits, embedding = _room_outputs(n, cfg, rows)
+    groups = _groups(cfg, scene.coord, blocks, owner, rows)
     t.lap("mean_shift")
     labels = block_merging(n, groups, cfg.merge_min_overlap, cfg.merge_min_new_size)
     prob = prob_sum / np.maximum(hits, 1)[:, None]
