@@ -150,10 +150,21 @@ class SegmentConfig:
     where no mask covers them (docs/instance-features.md)."""
     surface_propagation: bool = True
     """With ``observed``: anchors that neither training nor ``--unobserved masks`` labelled
-    take the label of the geodesically nearest labelled anchor on a surface graph (kNN
-    edges between anchors with agreeing PCA normals, at most 4 median spacings long;
-    :mod:`instgs.segment.propagate`) instead of the nearest one in xyz; anchors the graph
+    get their label along the surfaces (a kNN graph whose edges join anchors with agreeing
+    PCA normals, at most 4 median spacings long; :mod:`instgs.segment.propagate`) by the
+    ``propagation`` rule, instead of the nearest labelled anchor in xyz; anchors the graph
     does not connect keep the xyz-nearest label. instgs addition (docs/instance-features.md)."""
+    propagation: Literal["harmonic", "geodesic"] = "harmonic"
+    """``harmonic`` (default): label propagation, every unlabelled anchor's label scores are
+    the weighted mean of its neighbours' with the labelled anchors clamped (one sparse
+    solve), on the surface graph plus ``propagation_knn_weight`` x a plain kNN graph;
+    ``geodesic``: the label of the geodesically nearest labelled anchor on the surface graph
+    (the rule before). On the rendered ScanNet scene harmonic took published mIoU 85.63 /
+    85.09 to 86.69 / 85.98 and the 19-class text query 90.84 / 89.37 to 91.43 / 90.40 on
+    two training seeds (docs/evaluation.md, "Hidden anchors by label propagation")."""
+    propagation_knn_weight: float = 0.1
+    """Weight of the plain kNN edges (k = 8) beside the surface edges (weight 1) in the
+    ``harmonic`` rule; 0 = surface graph only."""
     consensus_together: float = 0.5
     """Mask-consensus join (instgs; 0 = off, released): with the training views' masks
     (``valid="observed"``), after the fragment step, two touching instances are joined when

@@ -8,8 +8,8 @@
    (:mod:`instgs.segment.render_support`);
 3. :func:`~instgs.segment.pipeline.segment_anchors` on them;
 4. label the other anchors by the masks they fall into (``unobserved="masks"``), then along
-   surfaces (``surface_propagation``), the rest by the nearest labelled anchor; absorb
-   fragments;
+   surfaces (``surface_propagation``, by the ``propagation`` rule), the rest by the nearest
+   labelled anchor; absorb fragments;
 4b. join touching instances that one mask covers in most views that see both
    (``consensus_together``, :mod:`instgs.segment.consensus`);
 5. write ``instances.npz`` with its ``source`` record, under the run's lock.
@@ -97,7 +97,8 @@ def _observed(loaded, ck: dict, cfg: SegmentConfig, timings: dict):
 def _label_unobserved(res: SegmentResult, anchors: np.ndarray, valid: np.ndarray, hits,
                       cfg: SegmentConfig) -> tuple[SegmentResult, int, int]:
     """Mask vote and surface propagation for the anchors outside ``valid``."""
-    from .propagate import propagate_labels, surface_graph
+    from .propagate import (harmonic_labels, propagate_labels, propagation_graph,
+                            surface_graph)
     from .render_support import vote_unobserved
 
     labels, n_voted, n_prop = res.anchor_labels, 0, 0
@@ -109,7 +110,11 @@ def _label_unobserved(res: SegmentResult, anchors: np.ndarray, valid: np.ndarray
         res.timings["vote_unobserved"] = time.perf_counter() - t1
     if cfg.surface_propagation:
         t2 = time.perf_counter()
-        labels, reached = propagate_labels(labels, labelled, surface_graph(anchors))
+        if cfg.propagation == "harmonic":
+            graph = propagation_graph(anchors, cfg.propagation_knn_weight)
+            labels, reached = harmonic_labels(labels, labelled, graph)
+        else:
+            labels, reached = propagate_labels(labels, labelled, surface_graph(anchors))
         n_prop = int(reached.sum())
         res.timings["surface_propagation"] = time.perf_counter() - t2
     log.info("  unobserved anchors: %d; labelled by their masks %d, along surfaces %d, the "
@@ -193,6 +198,8 @@ def segment_run(run_dir: str | Path, cfg: SegmentConfig | None = None,
             "unobserved": cfg.unobserved if mode == "observed" else "nearest",
             "num_voted": n_voted, "num_propagated": n_prop,
             "surface_propagation": cfg.surface_propagation and mode == "observed",
+            "propagation": cfg.propagation if cfg.surface_propagation and mode == "observed"
+            else None,
             "num_anchors": int(len(res.anchor_labels)), "n_offsets": ck["n_offsets"],
             "num_subobjects": res.num_subobjects, "num_instances": res.num_instances,
             "fragments": None if res.fragments is None else dataclasses.asdict(res.fragments),

@@ -75,6 +75,7 @@ def test_segment_command_with_observed_anchors(tiny_run, caplog):
     assert len(got.anchor_labels) == tiny_run.model.num_anchors
     assert (got.anchor_labels >= 0).all()
     assert got.meta["surface_propagation"] and got.meta["num_propagated"] > 0
+    assert got.meta["propagation"] == "harmonic"
     out = caplog.text
     assert "observed anchors" in out and "along surfaces" in out
     # the mask-consensus join ran on the final labels and is recorded
@@ -87,6 +88,10 @@ def test_segment_command_with_observed_anchors(tiny_run, caplog):
                                                        surface_propagation=False))
     plain = load_instances(path)
     assert not plain.meta["surface_propagation"] and plain.meta["num_propagated"] == 0
+    assert plain.meta["propagation"] is None
+    geo = load_instances(segment.run(tiny_run.run_dir, SegmentConfig(
+        num_seeds=50, valid="auto", propagation="geodesic")))
+    assert geo.meta["propagation"] == "geodesic" and geo.meta["num_propagated"] > 0
     off = load_instances(segment.run(tiny_run.run_dir, SegmentConfig(
         num_seeds=50, valid="auto", consensus_together=0)))
     assert off.meta["consensus"] is None
