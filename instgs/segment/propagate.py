@@ -225,10 +225,11 @@ def propagation_graph(xyz, knn_weight: float = 0.1, k: int = 8) -> csr_matrix:
         [N, N] symmetric scipy CSR matrix of affinities (0 = no edge).
 
     Raises:
-        InputError: shapes. ValueError: ``knn_weight < 0``.
+        InputError: shapes, or ``knn_weight < 0``.
     """
     if knn_weight < 0:
-        raise ValueError(f"knn_weight must be >= 0, got {knn_weight}")
+        raise InputError(f"knn_weight must be >= 0, got {knn_weight}",
+                         fix="set --propagation-knn-weight to 0 (surface graph only) or more")
     g = surface_graph(xyz)
     g.data[:] = 1.0
     if knn_weight > 0:
@@ -261,13 +262,15 @@ def harmonic_labels(labels, seeds, graph: csr_matrix,
         their best label (``reached``); the others, and all seeds, keep theirs.
 
     Raises:
-        InputError: shapes disagree or negative seed labels.
+        InputError: shapes disagree or negative seed labels. ValueError: ``max_columns < 1``.
     """
     labels = np.asarray(labels, np.int64).reshape(-1)
     seeds = np.asarray(seeds, bool).reshape(-1)
     n = len(labels)
     if seeds.shape != (n,) or graph.shape != (n, n):
         raise InputError(f"labels [{n}], seeds {seeds.shape} and graph {graph.shape} disagree")
+    if max_columns < 1:
+        raise ValueError(f"max_columns must be >= 1, got {max_columns}")
     out, reached = labels.copy(), np.zeros(n, bool)
     if not seeds.any() or seeds.all():
         return out, reached
