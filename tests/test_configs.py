@@ -44,7 +44,7 @@ def test_scannet_preset_is_the_measured_recipe():
     c = train_preset("scannet")
     assert (c.format, c.random_background, c.densify.enabled) == ("scannet", False, False)
     assert c.model.ins_feat_dim == 16 and c.optim.ins_feat_lr == c.optim.ins_feat_lr_joint == 0.01
-    assert c.loss.instance_target == "projected" and c.loss.occlusion_border_px == 3.0
+    assert c.loss.instance_target == "projected" and c.loss.occlusion_border_px == 6.0
     assert train_preset("appearance").semantics == "off"
 
 

@@ -14,6 +14,13 @@ fragments reach a large instance; a fragment merges only into a neighbour at lea
 (ties: the smaller id) so two fragments never swap. Fragments with no acceptable neighbour
 stay and are counted (:class:`FragmentReport`), never hidden. :func:`absorb_fragments_ref`
 is the loop twin.
+
+Mean features come from the instance's *observed* anchors when the caller says which those are
+(``observed``): an anchor that no view saw on a mask keeps the feature it was initialised
+with, and a fragment that is half such anchors would otherwise carry a mean that sits near
+whatever it happens to touch (measured in docs/evaluation.md, "Wider occlusion band, and
+fragments judged by what was seen"). An instance without observed anchors falls back to the
+mean over all its anchors.
 """
 
 from __future__ import annotations
@@ -47,19 +54,27 @@ class FragmentReport:
     rounds: int
 
 
-def _mean_features(labels: np.ndarray, feats: np.ndarray, k: int) -> np.ndarray:
+def _mean_features(labels: np.ndarray, feats: np.ndarray, k: int,
+                   observed: np.ndarray | None) -> np.ndarray:
+    """[k, F] released-space mean feature per label: over its observed anchors, or over all
+    of them where it has none (or ``observed`` is None)."""
     f = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     sums = np.zeros((k, f.shape[1]))
     np.add.at(sums, labels, f)
+    if observed is not None:
+        seen = np.zeros((k, f.shape[1]))
+        np.add.at(seen, labels[observed], f[observed])
+        has = np.bincount(labels[observed], minlength=k) > 0
+        sums[has] = seen[has]
     return merge_features(sums)
 
 
 def _round(labels: np.ndarray, feats: np.ndarray, i: np.ndarray, j: np.ndarray, min_size: int,
-           max_feat_dist: float) -> np.ndarray:
+           max_feat_dist: float, observed: np.ndarray | None = None) -> np.ndarray:
     """One merge round: new label per old label (identity for those that stay)."""
     k = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=k)
-    g = _mean_features(labels, feats, k)
+    g = _mean_features(labels, feats, k, observed)
     li, lj = labels[i], labels[j]
     keep = (li != lj) & (sizes[li] < min_size)
     li, lj = li[keep], lj[keep]
@@ -81,8 +96,8 @@ def _round(labels: np.ndarray, feats: np.ndarray, i: np.ndarray, j: np.ndarray, 
 
 
 def absorb_fragments(labels, feats, graph: csr_matrix, min_size: int = 20,
-                     max_feat_dist: float = 0.35, max_rounds: int = 20
-                     ) -> tuple[np.ndarray, FragmentReport]:
+                     max_feat_dist: float = 0.35, max_rounds: int = 20,
+                     observed=None) -> tuple[np.ndarray, FragmentReport]:
     """Merge instances smaller than ``min_size`` into their most-touching similar neighbour.
 
     Args:
@@ -94,6 +109,8 @@ def absorb_fragments(labels, feats, graph: csr_matrix, min_size: int = 20,
         max_feat_dist: largest L2 distance between mean features in the released space for a
             merge (the bottom-up merge uses 0.15).
         max_rounds: cap on the rounds.
+        observed: [N] bool or None: the anchors whose features were trained (seen on a mask);
+            mean features use only these where an instance has any. None = all anchors.
 
     Returns:
         ([N] int64 labels (ids of the surviving instances, not compacted), report).
@@ -106,6 +123,10 @@ def absorb_fragments(labels, feats, graph: csr_matrix, min_size: int = 20,
     n = len(labels)
     if feats.shape[0] != n or graph.shape != (n, n):
         raise InputError(f"labels [{n}], feats {feats.shape} and graph {graph.shape} disagree")
+    if observed is not None:
+        observed = np.asarray(observed, bool).reshape(-1)
+        if observed.shape != (n,):
+            raise InputError(f"observed has shape {observed.shape}, expected ({n},)")
     if n and labels.min() < 0:
         raise InputError("labels must be >= 0 (assign every anchor first)")
     g = coo_matrix(graph)
@@ -113,7 +134,7 @@ def absorb_fragments(labels, feats, graph: csr_matrix, min_size: int = 20,
     merged_ids: set[int] = set()
     rounds = 0
     while min_size > 0 and n and rounds < max_rounds:
-        target = _round(labels, feats, i, j, min_size, max_feat_dist)
+        target = _round(labels, feats, i, j, min_size, max_feat_dist, observed)
         moved = np.flatnonzero(target != np.arange(len(target)))
         if not len(moved):
             break
@@ -132,9 +153,11 @@ def absorb_fragments(labels, feats, graph: csr_matrix, min_size: int = 20,
 
 
 def absorb_fragments_ref(labels, feats, graph: csr_matrix, min_size: int = 20,
-                         max_feat_dist: float = 0.35, max_rounds: int = 20) -> list[int]:
+                         max_feat_dist: float = 0.35, max_rounds: int = 20,
+                         observed=None) -> list[int]:
     """Loop twin of :func:`absorb_fragments` (tests only)."""
     labels = [int(x) for x in labels]
+    seen = [True] * len(labels) if observed is None else [bool(x) for x in observed]
     f = np.asarray(feats, np.float64)
     g = coo_matrix(graph)
     edges = list(zip(g.row.tolist(), g.col.tolist()))
@@ -143,8 +166,10 @@ def absorb_fragments_ref(labels, feats, graph: csr_matrix, min_size: int = 20,
         size = {c: labels.count(c) for c in ids}
         mean = {}
         for c in ids:
-            rows = [f[a] / max(np.linalg.norm(f[a]), 1e-12) for a in range(len(labels))
-                    if labels[a] == c]
+            members = [a for a in range(len(labels)) if labels[a] == c]
+            if any(seen[a] for a in members):
+                members = [a for a in members if seen[a]]
+            rows = [f[a] / max(np.linalg.norm(f[a]), 1e-12) for a in members]
             m = np.sum(rows, axis=0)
             mean[c] = (m / max(np.linalg.norm(m), 1e-12) + 1) / 2
         count: dict[tuple[int, int], int] = {}

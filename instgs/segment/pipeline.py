@@ -16,8 +16,9 @@ Stages (InstanceGaussian §3.3; released ``train_scannet.py::post_training_proce
 5. ``cleanup``: instances < 5 anchors and invalid anchors take the label of the nearest
    valid anchor (stands in for the released MLP smoothing).
 6. ``fragments`` (instgs): instances under max(``fragment_size``, ``fragment_fraction`` x N)
-   anchors join the neighbouring instance they touch most with a similar feature
-   (:mod:`instgs.segment.fragments`); ids compacted, biggest first.
+   anchors join the neighbouring instance they touch most with a similar feature (mean
+   over the observed anchors, :mod:`instgs.segment.fragments`); ids compacted, biggest
+   first.
 
 The stage around it (:mod:`instgs.segment.stage`) adds the mask vote, surface propagation
 and the mask-consensus join (:mod:`instgs.segment.consensus`), which need the run's views.
@@ -110,8 +111,9 @@ class SegmentConfig:
     """HDBSCAN baseline: metres -> feature units for the position columns."""
     fragment_size: int = 20
     """Instances with fewer anchors than ``max(fragment_size, fragment_fraction x N)`` join
-    the neighbouring instance they touch most whose feature is within ``fragment_feat_dist``
-    (:mod:`instgs.segment.fragments`; instgs); 0 = off (released: only instances under
+    the neighbouring instance they touch most whose feature (the mean over its observed
+    anchors) is within ``fragment_feat_dist`` (:mod:`instgs.segment.fragments`; instgs);
+    0 = off (released: only instances under
     ``min_cluster_size_valid`` are dissolved)."""
     fragment_fraction: float = 0.0025
     """The fragment size as a share of the N anchors (0.25 %: 204 anchors on the 81k-vertex
@@ -358,7 +360,8 @@ def segment_anchors(anchor_xyz, ins_feat, cfg: SegmentConfig | None = None,
     labels[vidx] = lab_v
     labels = reassign_small_clusters(xyz, labels, cfg.min_cluster_size_valid)
     t = _tick(timings, "cleanup", t)
-    res = finish_labels(xyz, labels, feats, cfg, graph, timings)
+    res = finish_labels(xyz, labels, feats, cfg, graph, timings,
+                        observed=None if valid_mask is None else valid)
     timings["total"] = time.perf_counter() - t_start
     return dataclasses.replace(res, subobject_labels=sub, num_subobjects=num_sub)
 
@@ -380,13 +383,17 @@ def fragment_min_size(cfg: SegmentConfig, n: int) -> int:
 
 
 def finish_labels(xyz: np.ndarray, labels: np.ndarray, feats: np.ndarray, cfg: SegmentConfig,
-                  graph=None, timings: dict[str, float] | None = None) -> SegmentResult:
+                  graph=None, timings: dict[str, float] | None = None,
+                  observed: np.ndarray | None = None) -> SegmentResult:
     """Absorb fragments (:func:`fragment_min_size`), compact ids biggest first, instance features.
 
     Args:
         xyz: [N, 3] anchors. labels: [N] int >= 0 (every anchor assigned). feats: [N, F].
         cfg: settings. graph: neighbour graph (default: the kNN graph of ``xyz``).
         timings: dict to add the ``fragments`` seconds to.
+        observed: [N] bool, the anchors whose features were trained (the valid anchors);
+            the fragment step judges features by these
+            (:func:`~instgs.segment.fragments.absorb_fragments`). None = all anchors.
 
     Returns:
         :class:`SegmentResult` (no sub-object labels); ``fragments`` holds the
@@ -403,7 +410,7 @@ def finish_labels(xyz: np.ndarray, labels: np.ndarray, feats: np.ndarray, cfg: S
 
             graph = knn_graph(xyz, max_edge=float("inf"))
         labels, report = absorb_fragments(labels, feats, graph, fragment_min_size(
-            cfg, len(labels)), cfg.fragment_feat_dist)
+            cfg, len(labels)), cfg.fragment_feat_dist, observed=observed)
         timings["fragments"] = time.perf_counter() - t
         log.info("segment: %d fragments merged, %d left (%d anchors), %.2f s", report.merged,
                  report.left, report.left_anchors, timings["fragments"])

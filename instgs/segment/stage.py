@@ -184,7 +184,8 @@ def segment_run(run_dir: str | Path, cfg: SegmentConfig | None = None,
     n_voted = n_prop = 0
     if relabel:
         res, n_voted, n_prop = _label_unobserved(res, ck["anchors"], valid, hits, cfg)
-        fin = finish_labels(ck["anchors"], res.anchor_labels, feats, cfg, None, res.timings)
+        fin = finish_labels(ck["anchors"], res.anchor_labels, feats, cfg, None, res.timings,
+                            observed=valid)
         res = dataclasses.replace(res, anchor_labels=fin.anchor_labels,
                                   num_instances=fin.num_instances,
                                   cluster_feats=fin.cluster_feats, fragments=fin.fragments)

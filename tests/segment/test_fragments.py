@@ -42,6 +42,35 @@ def test_chains_of_fragments_reach_the_large_instance():
     assert out.tolist() == absorb_fragments_ref(labels, feats, _chain_graph(49), min_size=10)
 
 
+def test_fragment_is_judged_by_its_observed_anchors():
+    # 0..29: instance A (e0); 40..69: instance B (e1); 30..39: a fragment of B whose 4
+    # observed anchors learned e1 while its 6 unobserved ones kept an initial feature near e0
+    labels = np.r_[np.zeros(30), np.full(10, 5), np.ones(30)].astype(np.int64)
+    feats = np.zeros((70, 3))
+    feats[:30, 0] = 1
+    feats[40:, 1] = 1
+    feats[30:34, 1] = 1
+    feats[34:40, 0] = 1
+    feats[34:40, 2] = 0.1
+    observed = np.ones(70, bool)
+    observed[34:40] = False
+    graph = _chain_graph(70)
+    blind, _ = absorb_fragments(labels, feats, graph, min_size=20, max_feat_dist=0.4)
+    seen, rep = absorb_fragments(labels, feats, graph, min_size=20, max_feat_dist=0.4,
+                                 observed=observed)
+    assert (blind[30:40] == 0).all()  # all-anchor mean: 6 of 10 look like A
+    assert (seen[30:40] == 1).all() and rep.merged == 1 and rep.left == 0
+    assert seen.tolist() == absorb_fragments_ref(labels, feats, graph, 20, 0.4,
+                                                 observed=observed)
+    # a fragment with no observed anchor falls back to the mean of all its anchors
+    observed[30:34] = False
+    fallback, _ = absorb_fragments(labels, feats, graph, min_size=20, max_feat_dist=0.4,
+                                   observed=observed)
+    assert fallback.tolist() == blind.tolist()
+    with pytest.raises(InputError, match="observed"):
+        absorb_fragments(labels, feats, graph, observed=observed[:5])
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_matches_the_loop_twin(seed):
     rng = np.random.default_rng(seed)
@@ -53,9 +82,13 @@ def test_matches_the_loop_twin(seed):
     base = rng.normal(size=(30, 6))
     feats = base[labels] + rng.normal(0, 0.3, (n, 6))
     graph = knn_graph(xyz, k=6, max_edge=float("inf"))
+    observed = rng.random(n) < 0.6
     for min_size, dist in ((5, 0.35), (20, 0.35), (30, 0.2)):
         fast, _ = absorb_fragments(labels, feats, graph, min_size, dist)
         assert fast.tolist() == absorb_fragments_ref(labels, feats, graph, min_size, dist)
+        fast, _ = absorb_fragments(labels, feats, graph, min_size, dist, observed=observed)
+        assert fast.tolist() == absorb_fragments_ref(labels, feats, graph, min_size, dist,
+                                                     observed=observed)
 
 
 def test_share_and_errors():

@@ -64,13 +64,24 @@ def test_top_rule_and_unknown_rule(tiny_run):
         observed_anchors(tiny_run, rule="nearest", progress=False)
 
 
-def test_segment_command_with_observed_anchors(tiny_run, caplog):
+def test_segment_command_with_observed_anchors(tiny_run, caplog, monkeypatch):
     from instgs import segment
-    from instgs.segment import SegmentConfig
+    from instgs.segment import SegmentConfig, fragments
 
+    seen = []
+    absorb = fragments.absorb_fragments
+
+    def spy(*args, observed=None, **kw):
+        seen.append(observed)
+        return absorb(*args, observed=observed, **kw)
+
+    monkeypatch.setattr(fragments, "absorb_fragments", spy)
     caplog.set_level("INFO", logger="instgs")
     path = segment.run(tiny_run.run_dir, SegmentConfig(num_seeds=50, valid="auto"))
     got = load_instances(path)
+    # the fragment step judges features by the observed anchors only
+    assert len(seen) == 1 and seen[0] is not None
+    assert (seen[0] == observed_anchors(tiny_run, progress=False)).all() and not seen[0].all()
     assert got.meta["valid"] == "observed" and got.meta["unobserved"] == "masks"
     assert len(got.anchor_labels) == tiny_run.model.num_anchors
     assert (got.anchor_labels >= 0).all()
