@@ -116,7 +116,8 @@ def absorb_fragments(labels, feats, graph: csr_matrix, min_size: int = 20,
         ([N] int64 labels (ids of the surviving instances, not compacted), report).
 
     Raises:
-        InputError: shapes disagree or negative labels.
+        InputError: ``labels``, ``feats``, ``graph`` or ``observed`` disagree in size, or
+            negative labels.
     """
     labels = np.asarray(labels, np.int64).reshape(-1)
     feats = np.asarray(feats, np.float64)
